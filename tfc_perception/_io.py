@@ -1,0 +1,180 @@
+"""Atomic file writing and run manifests.
+
+Nothing the project writes (checkpoints, caches, results) may be left
+half-written: every writer here writes to a temporary file in the destination
+directory and renames it into place (`os.replace` is atomic on POSIX).
+"""
+
+import contextlib
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+__all__ = [
+    "atomic_open", "write_bytes", "write_text", "write_json", "write_csv",
+    "read_json", "library_versions", "git_commit", "make_manifest",
+]
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", **kwargs):
+  """Opens a temporary file next to `path`, renamed onto `path` on success.
+
+  Args:
+    path: destination path. Its parent directory is created if needed.
+    mode: "w" (text) or "wb" (binary).
+    **kwargs: passed to `open` (e.g. `newline=""` for csv).
+
+  Yields:
+    The open file object. If the body raises, the temporary file is removed
+    and `path` is left untouched.
+  """
+  if mode not in ("w", "wb"):
+    raise ValueError(f"atomic_open supports mode 'w' or 'wb', got {mode!r}.")
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(
+      dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  try:
+    with os.fdopen(fd, mode, **kwargs) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def write_bytes(path, data: bytes) -> None:
+  """Atomically writes `data` to `path`."""
+  with atomic_open(path, "wb") as f:
+    f.write(data)
+
+
+def write_text(path, text: str) -> None:
+  """Atomically writes `text` (UTF-8) to `path`."""
+  with atomic_open(path, "w", encoding="utf-8") as f:
+    f.write(text)
+
+
+def _json_default(obj):
+  try:
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    if isinstance(obj, np.generic):
+      return obj.item()
+    if isinstance(obj, np.ndarray):
+      return obj.tolist()
+  except ImportError:  # pragma: no cover
+    pass
+  if isinstance(obj, (datetime.datetime, datetime.date)):
+    return obj.isoformat()
+  if isinstance(obj, os.PathLike):
+    return os.fspath(obj)
+  raise TypeError(f"Object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def write_json(path, obj: Any, indent: int = 2) -> None:
+  """Atomically writes `obj` as JSON (numpy scalars/arrays are converted)."""
+  text = json.dumps(obj, indent=indent, sort_keys=False, default=_json_default,
+                    allow_nan=True)
+  write_text(path, text + "\n")
+
+
+def read_json(path) -> Any:
+  with open(path, "r", encoding="utf-8") as f:
+    return json.load(f)
+
+
+def write_csv(path, rows: Iterable[Mapping[str, Any]],
+              fieldnames: Optional[Sequence[str]] = None) -> None:
+  """Atomically writes dict rows as CSV. A pandas DataFrame is accepted too."""
+  if hasattr(rows, "to_csv"):  # pandas.DataFrame
+    buf = io.StringIO()
+    rows.to_csv(buf, index=False)
+    write_text(path, buf.getvalue())
+    return
+  rows = list(rows)
+  if fieldnames is None:
+    fieldnames = []
+    for row in rows:
+      for key in row:
+        if key not in fieldnames:
+          fieldnames.append(key)
+  with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=list(fieldnames))
+    writer.writeheader()
+    for row in rows:
+      writer.writerow(row)
+
+
+def library_versions() -> dict:
+  """Versions of Python and the main libraries (those importable)."""
+  versions = {"python": platform.python_version()}
+  for name, module in [("tfc_perception", "tfc_perception"),
+                       ("tensorflow", "tensorflow"),
+                       ("tensorflow_compression", "tensorflow_compression"),
+                       ("tensorflow_probability", "tensorflow_probability"),
+                       ("numpy", "numpy"), ("scipy", "scipy"),
+                       ("pandas", "pandas")]:
+    try:
+      from importlib import metadata  # pylint: disable=g-import-not-at-top
+      versions[name] = metadata.version(name.replace("_", "-"))
+    except Exception:  # pylint: disable=broad-except
+      mod = sys.modules.get(module)
+      versions[name] = getattr(mod, "__version__", None) if mod else None
+  return versions
+
+
+def git_commit(path: Optional[str] = None) -> Optional[str]:
+  """The git commit of the checkout containing this package (None if not a
+  checkout), with a "-dirty" suffix when there are uncommitted changes."""
+  path = path or os.path.dirname(os.path.abspath(__file__))
+  try:
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
+        text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+        capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def make_manifest(config: Optional[Mapping[str, Any]] = None,
+                  wall_time_s: Optional[float] = None,
+                  **extra) -> dict:
+  """A run manifest: command line, config, library versions, git commit, time.
+
+  Args:
+    config: the run's configuration (flags or experiment config).
+    wall_time_s: wall time of the run in seconds, if known.
+    **extra: more entries (e.g. final metrics).
+
+  Returns:
+    A JSON-serialisable dict.
+  """
+  manifest = {
+      "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+                 if sys.argv else None,
+      "argv": list(sys.argv),
+      "cwd": os.getcwd(),
+      "config": dict(config) if config is not None else None,
+      "versions": library_versions(),
+      "git_commit": git_commit(),
+      "host": platform.node(),
+      "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      "wall_time_s": wall_time_s,
+  }
+  manifest.update(extra)
+  return manifest

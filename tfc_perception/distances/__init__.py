@@ -1,0 +1,2 @@
+"""Perceptual and statistical distances between image batches (placeholder:
+filled by the distances work)."""
