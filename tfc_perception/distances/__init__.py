@@ -1,2 +1,65 @@
-"""Perceptual and statistical distances between image batches (placeholder:
-filled by the distances work)."""
+"""Perceptual and statistical distances between image batches.
+
+All image distances take NHWC batches, uint8 (range [0, 255]) or float with
+an explicit `max_val`, and return one float32 value per example (shape
+[batch]); they are differentiable (finite gradients everywhere) and usable
+inside tf.function. See docs/distances.md for definitions and conventions.
+
+  mse, psnr, squared_error            (mse.py)
+  ms_ssim                             (ms_ssim.py; default == tf.image.ssim_multiscale)
+  nlpd (laparra2016 | laparra2017)    (nlpd.py)
+  density_weighted_mse, inverse_density_weighted_mse   (density.py, Fig. 12)
+"""
+
+from typing import Callable
+
+from tfc_perception.distances.density import density_weighted_mse
+from tfc_perception.distances.density import inverse_density_weighted_mse
+from tfc_perception.distances.ms_ssim import ms_ssim
+from tfc_perception.distances.ms_ssim import ms_ssim_max_scales
+from tfc_perception.distances.ms_ssim import ms_ssim_min_size
+from tfc_perception.distances.mse import mse
+from tfc_perception.distances.mse import psnr
+from tfc_perception.distances.mse import squared_error
+
+__all__ = [
+    "mse", "psnr", "squared_error", "ms_ssim", "ms_ssim_min_size",
+    "ms_ssim_max_scales", "density_weighted_mse",
+    "inverse_density_weighted_mse", "get", "NAMES",
+]
+
+_REGISTRY = {
+    "mse": mse,
+    "psnr": psnr,
+    "squared_error": squared_error,
+    "ms_ssim": ms_ssim,
+    "msssim": ms_ssim,
+    "density_mse": density_weighted_mse,
+    "density_weighted_mse": density_weighted_mse,
+    "inverse_density_mse": inverse_density_weighted_mse,
+    "inverse_density_weighted_mse": inverse_density_weighted_mse,
+}
+
+NAMES = tuple(sorted(_REGISTRY))
+
+
+def get(name: str) -> Callable:
+  """Returns the distance function called `name`.
+
+  Args:
+    name: one of `NAMES` (case-insensitive; "-" is read as "_"), e.g. "mse",
+      "psnr", "msssim"/"ms_ssim", "nlpd", "density_mse".
+
+  Returns:
+    The function (e.g. `tfc_perception.distances.nlpd`).
+
+  Raises:
+    ValueError: unknown name (the message lists the accepted names).
+  """
+  if not isinstance(name, str):
+    raise TypeError(f"name must be a string, got {type(name).__name__}.")
+  key = name.strip().lower().replace("-", "_")
+  if key not in _REGISTRY:
+    raise ValueError(f"Unknown distance {name!r}; accepted: "
+                     f"{', '.join(NAMES)}.")
+  return _REGISTRY[key]

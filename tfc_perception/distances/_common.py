@@ -1,0 +1,38 @@
+"""Input handling shared by the distances (validation of image pairs)."""
+
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+from tfc_perception import _validation
+
+
+def prepare_pair(x, y, max_val: Optional[float] = None,
+                 channels=None) -> Tuple[tf.Tensor, tf.Tensor, float]:
+  """Validates two NHWC image batches and returns them as float32.
+
+  Args:
+    x: reference batch, uint8 (range [0, 255]) or float with `max_val`.
+    y: distorted batch, same shape as `x`.
+    max_val: nominal peak of float input (e.g. 1.0 or 255.0); None or 255 for
+      uint8.
+    channels: accepted channel counts, or None for any.
+
+  Returns:
+    (x, y, max_val): float32 tensors in the input units and the peak value.
+
+  Raises:
+    ValueError: see `tfc_perception._validation.as_image_batch`, and if the
+      shapes of `x` and `y` differ.
+  """
+  x, mx = _validation.as_image_batch(x, "x", max_val, channels)
+  y, my = _validation.as_image_batch(y, "y", max_val, channels)
+  _validation.check_same_shape(x, y)
+  if mx != my:  # pragma: no cover  (as_image_batch makes them equal)
+    raise ValueError(f"x and y imply different peak values {mx} and {my}.")
+  return x, y, mx
+
+
+def static_hw(x: tf.Tensor):
+  """(height, width) of an NHWC tensor, as Python ints or None if unknown."""
+  return tuple(x.shape.as_list()[1:3])
