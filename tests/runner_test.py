@@ -1,0 +1,131 @@
+"""Tests of the experiment runner: registration, configs, model cache, outputs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfc_perception import _io
+from tfc_perception.experiments import runner
+
+
+def _save(model, path):
+  os.makedirs(path, exist_ok=True)
+  _io.write_json(os.path.join(path, "m.json"), model)
+
+
+def _load(path):
+  return _io.read_json(os.path.join(path, "m.json"))
+
+
+def _make_experiment(name, calls):
+  def run(ctx):
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    models = []
+    for a in ctx.config["slopes"]:
+      def train(a=a):
+        calls.append(a)
+        return {"slope": a}, {"loss": 1.0 / a}
+      models.append(ctx.cached_model({"kind": "line", "slope": a,
+                                      "steps": ctx.config["train"]["steps"]},
+                                     train, save_fn=_save, load_fn=_load,
+                                     label=f"line-{a}"))
+    x = np.linspace(0, 1, 5)
+    rows = [{"slope": m["slope"], "x": xi, "y": m["slope"] * xi}
+            for m in models for xi in x]
+    ctx.write_csv("lines.csv", rows)
+    fig, ax = plt.subplots()
+    for m in models:
+      ax.plot(x, m["slope"] * x)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ctx.save_figure(fig, "lines.png", caption="lines",
+                    numbers={"max_slope": max(m["slope"] for m in models)},
+                    table="lines.csv")
+    return {"max_slope": max(m["slope"] for m in models),
+            "n": np.int64(len(models))}
+  return runner.register_experiment(
+      name, run, configs={"tiny": {"slopes": [1, 2], "train": {"steps": 3}},
+                          "quick": {"slopes": [1, 2, 3], "train": {"steps": 3}}},
+      description="test lines", paper_figures=("Fig. T",),
+      groups=("testgroup",))
+
+
+def test_run_writes_outputs_and_reuses_cached_models(tmp_path):
+  calls = []
+  _make_experiment("runner_test_lines", calls)
+  out = runner.run_experiment("runner_test_lines", "tiny", str(tmp_path),
+                              verbose=False)
+  assert calls == [1, 2]
+  d = tmp_path / "runner_test_lines"
+  for f in ("results.json", "lines.csv", "lines.png", "models.csv",
+            "report.md", "manifest.json"):
+    assert (d / f).exists(), f
+  res = json.loads((d / "results.json").read_text())
+  assert res["results"] == {"max_slope": 2, "n": 2}
+  assert res["timing"]["models_trained"] == 2
+  manifest = json.loads((d / "manifest.json").read_text())
+  assert manifest["config"]["slopes"] == [1, 2]
+  assert manifest["experiment"] == "runner_test_lines"
+  report = (d / "report.md").read_text()
+  assert "![lines.png](lines.png)" in report and "max_slope" in report
+  assert (d / "lines.png").read_bytes()[:4] == b"\x89PNG"
+  assert out["results"]["max_slope"] == 2
+
+  # Second run with a superset: only the new model is trained.
+  runner.run_experiment("runner_test_lines", "quick", str(tmp_path),
+                        verbose=False)
+  assert calls == [1, 2, 3]
+  models = (d / "models.csv").read_text().splitlines()
+  assert [line.split(",")[2] for line in models[1:]] == [
+      "cache", "cache", "trained"]
+  # A changed training config is a different model.
+  runner.run_experiment("runner_test_lines", "tiny", str(tmp_path),
+                        overrides={"train.steps": 4}, verbose=False)
+  assert calls == [1, 2, 3, 1, 2]
+  # force retrains.
+  runner.run_experiment("runner_test_lines", "tiny", str(tmp_path),
+                        force=True, verbose=False)
+  assert calls == [1, 2, 3, 1, 2, 1, 2]
+
+
+def test_group_summary(tmp_path):
+  calls = []
+  _make_experiment("runner_test_group", calls)
+  assert "runner_test_group" in runner.resolve_names("testgroup")
+  out = runner.run_experiments("runner_test_group", "tiny", str(tmp_path),
+                               verbose=False)
+  assert len(out["experiments"]) == 1
+
+
+def test_config_hash_ignores_key_order_and_sees_values():
+  a = runner.config_hash({"a": 1, "b": {"c": 2, "d": [1, 2]}})
+  b = runner.config_hash({"b": {"d": [1, 2], "c": 2}, "a": 1})
+  c = runner.config_hash({"b": {"d": [1, 2], "c": 3}, "a": 1})
+  assert a == b != c and len(a) == 16
+
+
+def test_errors_name_what_is_accepted(tmp_path):
+  _make_experiment("runner_test_errors", [])
+  with pytest.raises(KeyError, match="accepted"):
+    runner.get_experiment("no_such_experiment")
+  with pytest.raises(KeyError, match="tiny, quick"):
+    runner.run_experiment("runner_test_errors", "huge", str(tmp_path))
+  with pytest.raises(KeyError, match="no such config key"):
+    runner.run_experiment("runner_test_errors", "tiny", str(tmp_path),
+                          overrides={"train.stepz": 1})
+  with pytest.raises(ValueError, match="letters"):
+    runner.register_experiment("bad name", lambda ctx: {}, {"quick": {}})
+  with pytest.raises(ValueError, match="non-empty"):
+    runner.register_experiment("ok_name", lambda ctx: {}, {})
+
+
+def test_builtin_experiments_have_presets():
+  exps = runner.list_experiments()
+  names = [e.name for e in exps]
+  assert "dae" in names
+  for e in exps:
+    if e.name.startswith("runner_test"):
+      continue
+    assert {"tiny", "quick", "paper"} <= set(e.configs), e.name

@@ -1,0 +1,585 @@
+"""Declarative experiment runner: configs, model cache, results and reports.
+
+Every figure of the paper is an *experiment*: a function plus named config
+presets ("quick", "paper", and a "tiny" one used by the tests). Running one
+writes everything into `OUTPUT/<experiment>/`:
+
+  results.json   every summary number the experiment returned
+  *.csv          the tables behind each figure (written through `ctx.write_csv`)
+  *.png          the figures (written through `ctx.save_figure`)
+  models.csv     one row per model used: cache key, trained or loaded, time
+  report.md      each figure shown with the numbers behind it
+  manifest.json  command line, config, versions, git commit, wall time
+
+Trained models are cached in `OUTPUT/_cache/models/<key>/` (or `cache_dir`),
+keyed by the SHA-256 of the canonical JSON of the model's config, so re-running
+(or another experiment using a model with the same config) loads instead of
+training again.
+
+Registration API (how an experiment module plugs in)
+----------------------------------------------------
+    from tfc_perception.experiments import runner
+
+    def run(ctx):                       # ctx: runner.RunContext
+      cfg = ctx.config                  # the preset dict (+ overrides)
+      model = ctx.cached_model(         # trained once, then loaded
+          {"kind": "toy2d", "lmbda": cfg["lmbda"], ...},
+          train_fn=lambda: build_and_fit(...))   # returns a trained model
+      ctx.write_csv("curve.csv", rows)  # table behind a figure
+      fig = ...                         # matplotlib Figure
+      ctx.save_figure(fig, "curve.png", caption="...", numbers={...},
+                      table="curve.csv")
+      return {"rho": 0.7}               # summary numbers -> results.json
+
+    runner.register_experiment(
+        "my_figure", run,
+        configs={"tiny": {...}, "quick": {...}, "paper": {...}},
+        description="What the figure shows (paper Sec./Fig.)",
+        paper_figures=("Fig. 4 right",), groups=("images",))
+
+Then add the module's import path to `BUILTIN_MODULES` below (one line), and
+`bin/reproduce my_figure --config quick --output DIR` runs it. `groups` makes
+the experiment part of `bin/reproduce GROUP` (e.g. "all" = the 2-D
+reproduction of issue 6, the project's main job). Experiments of one group run
+in registration order.
+
+Configs are plain JSON-able dicts. `run_experiment(..., config=...)` takes a
+preset name, a dict, or a path to a JSON file; `overrides` (a dict, nested
+keys with dots: {"train.steps": 100}) is applied on top.
+"""
+
+import copy
+import dataclasses
+import hashlib
+import importlib
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+from tfc_perception import _io
+
+__all__ = [
+    "Experiment", "RunContext", "register_experiment", "get_experiment",
+    "list_experiments", "resolve_names", "resolve_config", "config_hash",
+    "run_experiment", "run_experiments", "BUILTIN_MODULES", "PRESETS",
+]
+
+# Modules whose import registers experiments. Add one line per new module.
+BUILTIN_MODULES = [
+    "tfc_perception.experiments.dae",
+]
+
+PRESETS = ("tiny", "quick", "paper")
+
+# Bump when a change to the training code makes cached models stale.
+CACHE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """A registered experiment.
+
+  Attributes:
+    name: identifier used on the command line.
+    run: function (RunContext) -> dict of summary numbers.
+    configs: preset name -> config dict.
+    description: one line on what it reproduces.
+    paper_figures: the paper's figure(s) it reproduces, e.g. ("Fig. 2",).
+    groups: names of groups it belongs to (e.g. ("all",)).
+  """
+  name: str
+  run: Callable[["RunContext"], Mapping[str, Any]]
+  configs: Mapping[str, Mapping[str, Any]]
+  description: str = ""
+  paper_figures: Sequence[str] = ()
+  groups: Sequence[str] = ()
+
+
+_REGISTRY: Dict[str, Experiment] = {}
+_LOADED = False
+
+
+def register_experiment(name: str, run: Callable, configs: Mapping[str, Mapping],
+                        description: str = "",
+                        paper_figures: Sequence[str] = (),
+                        groups: Sequence[str] = ()) -> Experiment:
+  """Registers an experiment (see the module docstring).
+
+  Args:
+    name: identifier (letters, digits, '_', '-'); must not be a group name.
+    run: callable taking a `RunContext` and returning a dict of numbers.
+    configs: preset name -> JSON-able config dict. Should contain "quick" and
+      "paper"; "tiny" is what the tests run.
+    description: one line shown by `bin/reproduce --help` and in report.md.
+    paper_figures: figure labels of the paper it reproduces.
+    groups: groups it belongs to; `bin/reproduce GROUP` runs them all.
+
+  Returns:
+    The `Experiment`.
+
+  Raises:
+    ValueError: bad name, duplicate name, or configs not dicts.
+  """
+  if not name or not all(c.isalnum() or c in "_-" for c in name):
+    raise ValueError(f"experiment name must be letters, digits, '_' or '-', "
+                     f"got {name!r}.")
+  if name in _REGISTRY and _REGISTRY[name].run is not run:
+    raise ValueError(f"experiment {name!r} is already registered.")
+  if not callable(run):
+    raise ValueError(f"run must be callable, got {type(run).__name__}.")
+  if not isinstance(configs, Mapping) or not configs or not all(
+      isinstance(v, Mapping) for v in configs.values()):
+    raise ValueError("configs must be a non-empty dict of preset name -> "
+                     "config dict.")
+  for v in configs.values():
+    json.dumps(v)  # Must be JSON-able (raises TypeError otherwise).
+  exp = Experiment(name, run, {k: dict(v) for k, v in configs.items()},
+                   description, tuple(paper_figures), tuple(groups))
+  _REGISTRY[name] = exp
+  return exp
+
+
+def _load_builtin():
+  global _LOADED
+  if _LOADED:
+    return
+  for module in BUILTIN_MODULES:
+    importlib.import_module(module)
+  _LOADED = True
+
+
+def get_experiment(name: str) -> Experiment:
+  """The registered experiment `name`.
+
+  Raises:
+    KeyError: with the accepted names, if unknown.
+  """
+  _load_builtin()
+  if name not in _REGISTRY:
+    raise KeyError(f"unknown experiment {name!r}; accepted: "
+                   f"{', '.join(sorted(_REGISTRY))} or a group "
+                   f"({', '.join(sorted(_groups()))}).")
+  return _REGISTRY[name]
+
+
+def _groups() -> Dict[str, List[str]]:
+  groups: Dict[str, List[str]] = {}
+  for exp in _REGISTRY.values():
+    for g in exp.groups:
+      groups.setdefault(g, []).append(exp.name)
+  return groups
+
+
+def list_experiments(group: Optional[str] = None) -> List[Experiment]:
+  """Registered experiments (in registration order), optionally one group."""
+  _load_builtin()
+  return [e for e in _REGISTRY.values() if group is None or group in e.groups]
+
+
+def resolve_names(name: str) -> List[str]:
+  """An experiment name or a group name -> the experiment names to run.
+
+  Raises:
+    KeyError: if `name` is neither.
+  """
+  _load_builtin()
+  groups = _groups()
+  if name in _REGISTRY:
+    return [name]
+  if name in groups:
+    return groups[name]
+  raise KeyError(f"unknown experiment or group {name!r}; experiments: "
+                 f"{', '.join(_REGISTRY)}; groups: {', '.join(groups)}.")
+
+
+def _set_dotted(cfg: dict, key: str, value):
+  parts = key.split(".")
+  node = cfg
+  for p in parts[:-1]:
+    if not isinstance(node.get(p), dict):
+      raise KeyError(f"override {key!r}: {p!r} is not a nested config section.")
+    node = node[p]
+  if parts[-1] not in node:
+    raise KeyError(f"override {key!r}: no such config key; known keys here: "
+                   f"{', '.join(sorted(node))}.")
+  node[parts[-1]] = value
+
+
+def resolve_config(exp: Experiment, config: Union[str, Mapping, None] = "quick",
+                   overrides: Optional[Mapping[str, Any]] = None) -> dict:
+  """The config dict of `exp`: a preset name, a JSON file path, or a dict.
+
+  Args:
+    exp: the experiment.
+    config: preset name (one of exp.configs), path to a JSON file holding a
+      full config dict, or a dict.
+    overrides: {dotted.key: value} applied on top; keys must exist.
+
+  Returns:
+    A deep copy, with "_preset" set to the preset name (or "custom").
+
+  Raises:
+    KeyError: unknown preset or override key.
+    FileNotFoundError: config path does not exist.
+  """
+  if config is None:
+    config = "quick"
+  if isinstance(config, Mapping):
+    cfg, preset = copy.deepcopy(dict(config)), "custom"
+  elif config in exp.configs:
+    cfg, preset = copy.deepcopy(dict(exp.configs[config])), config
+  elif isinstance(config, str) and config.endswith(".json"):
+    if not os.path.exists(config):
+      raise FileNotFoundError(f"config file {config!r} does not exist.")
+    cfg, preset = _io.read_json(config), "custom"
+    if exp.name in cfg and isinstance(cfg[exp.name], Mapping):
+      cfg = dict(cfg[exp.name])  # A file may hold configs of several.
+  else:
+    raise KeyError(f"experiment {exp.name!r} has no config {config!r}; "
+                   f"accepted: {', '.join(exp.configs)} or a .json file.")
+  for key, value in (overrides or {}).items():
+    _set_dotted(cfg, key, value)
+  cfg["_preset"] = preset
+  return cfg
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+  """SHA-256 (hex, 16 chars) of the canonical JSON of `config` (+ cache version).
+
+  Two configs that differ only in key order hash the same.
+  """
+  text = json.dumps({"config": config, "cache_version": CACHE_VERSION},
+                    sort_keys=True, separators=(",", ":"), default=str)
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _default_save(model, path):
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  models.save_model(model, path)
+
+
+def _default_load(path):
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  return models.load_model(path)
+
+
+class RunContext:
+  """What an experiment's `run` function gets.
+
+  Attributes:
+    name: experiment name.
+    config: resolved config dict (read-only by convention).
+    preset: "tiny", "quick", "paper" or "custom".
+    out_dir: OUTPUT/<experiment>/ (created).
+    cache_dir: model cache directory (shared by all experiments of a run).
+    model_records: one dict per model used (key, trained/cached, seconds).
+    verbose: whether to print progress.
+  """
+
+  def __init__(self, exp: Experiment, config: dict, out_dir: str,
+               cache_dir: str, verbose: bool = True, force: bool = False):
+    self.experiment = exp
+    self.name = exp.name
+    self.config = config
+    self.preset = config.get("_preset", "custom")
+    self.out_dir = out_dir
+    self.cache_dir = cache_dir
+    self.verbose = verbose
+    self.force = force
+    self.model_records: List[dict] = []
+    self._figures: List[dict] = []
+    self._tables: List[str] = []
+    os.makedirs(out_dir, exist_ok=True)
+
+  # --- logging -------------------------------------------------------------
+  def log(self, msg: str) -> None:
+    """Prints `[experiment] msg` (when verbose), flushed."""
+    if self.verbose:
+      print(f"[{self.name}] {msg}", flush=True)
+
+  def path(self, filename: str) -> str:
+    """OUTPUT/<experiment>/<filename>."""
+    if os.path.isabs(filename) or ".." in filename.split("/"):
+      raise ValueError(f"filename must be relative to the experiment folder, "
+                       f"got {filename!r}.")
+    return os.path.join(self.out_dir, filename)
+
+  # --- models --------------------------------------------------------------
+  def cached_model(self, key_config: Mapping[str, Any],
+                   train_fn: Callable[[], Any],
+                   save_fn: Optional[Callable[[Any, str], None]] = None,
+                   load_fn: Optional[Callable[[str], Any]] = None,
+                   label: Optional[str] = None):
+    """A model trained once per config and loaded from the cache afterwards.
+
+    Args:
+      key_config: JSON-able dict that fully determines the trained model
+        (architecture, loss, λ, source, steps, batch size, seed, ...). Its
+        hash is the cache key.
+      train_fn: () -> trained model (called only on a cache miss). It may
+        return (model, info_dict); info (e.g. final metrics) is recorded.
+      save_fn: (model, directory) -> None. Default:
+        tfc_perception.models.save_model.
+      load_fn: directory -> model. Default: tfc_perception.models.load_model.
+      label: short name for messages (default: the key).
+
+    Returns:
+      The model.
+    """
+    save_fn = save_fn or _default_save
+    load_fn = load_fn or _default_load
+    key = config_hash(key_config)
+    label = label or key
+    entry = os.path.join(self.cache_dir, key)
+    done = os.path.join(entry, "done.json")
+    record = {"label": label, "key": key}
+    if os.path.exists(done) and not self.force:
+      t0 = time.perf_counter()
+      model = load_fn(os.path.join(entry, "model"))
+      meta = _io.read_json(done)
+      record.update(source="cache", train_time_s=meta.get("train_time_s"),
+                    load_time_s=round(time.perf_counter() - t0, 3),
+                    **{f"final_{k}": v for k, v in meta.get("info", {}).items()})
+      self.log(f"model {label}: loaded from cache {key} (trained earlier in "
+               f"{meta.get('train_time_s', float('nan')):.1f} s)")
+    else:
+      self.log(f"model {label}: training ...")
+      t0 = time.perf_counter()
+      out = train_fn()
+      seconds = time.perf_counter() - t0
+      model, info = (out if isinstance(out, tuple) else (out, {}))
+      info = {k: _plain(v) for k, v in dict(info or {}).items()}
+      tmp = entry + ".tmp"
+      shutil.rmtree(tmp, ignore_errors=True)
+      os.makedirs(tmp)
+      save_fn(model, os.path.join(tmp, "model"))
+      _io.write_json(os.path.join(tmp, "config.json"), key_config)
+      shutil.rmtree(entry, ignore_errors=True)
+      os.replace(tmp, entry)
+      _io.write_json(done, {"train_time_s": round(seconds, 3), "info": info,
+                            "key": key})
+      record.update(source="trained", train_time_s=round(seconds, 3),
+                    **{f"final_{k}": v for k, v in info.items()})
+      self.log(f"model {label}: trained in {seconds:.1f} s "
+               + " ".join(f"{k}={_fmt(v)}" for k, v in info.items()))
+    self.model_records.append(record)
+    return model
+
+  # --- outputs -------------------------------------------------------------
+  def write_csv(self, filename: str, rows) -> str:
+    """Writes a table (list of dicts or DataFrame) atomically; returns path."""
+    path = self.path(filename)
+    _io.write_csv(path, rows)
+    self._tables.append(filename)
+    return path
+
+  def write_json(self, filename: str, obj) -> str:
+    """Writes JSON atomically; returns path."""
+    path = self.path(filename)
+    _io.write_json(path, obj)
+    return path
+
+  def save_figure(self, fig, filename: str, caption: str = "",
+                  numbers: Optional[Mapping[str, Any]] = None,
+                  table: Optional[Union[str, Sequence[str]]] = None,
+                  dpi: int = 110) -> str:
+    """Saves a matplotlib figure (PNG, atomically) and lists it in report.md.
+
+    Args:
+      fig: matplotlib Figure (closed after saving).
+      filename: "name.png".
+      caption: what it shows (and which paper figure).
+      numbers: the numbers behind it, shown as a table under the figure.
+      table: CSV file name(s) holding the plotted data, linked in the report.
+      dpi: resolution.
+
+    Returns:
+      The path written.
+    """
+    from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
+    path = self.path(filename)
+    plotting.save_figure(fig, path, dpi=dpi)
+    tables = [table] if isinstance(table, str) else list(table or [])
+    self._figures.append({"file": filename, "caption": caption,
+                          "numbers": {k: _plain(v) for k, v in
+                                      (numbers or {}).items()},
+                          "tables": tables})
+    return path
+
+  @property
+  def figures(self) -> List[dict]:
+    return list(self._figures)
+
+
+def _plain(v):
+  """numpy scalars/arrays -> Python numbers/lists (for JSON and markdown)."""
+  if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+    return v.item()
+  if hasattr(v, "tolist"):
+    return v.tolist()
+  return v
+
+
+def _fmt(v) -> str:
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  if isinstance(v, (list, tuple)):
+    return "[" + ", ".join(_fmt(x) for x in v) + "]"
+  return str(v)
+
+
+def _md_table(numbers: Mapping[str, Any]) -> str:
+  if not numbers:
+    return ""
+  lines = ["| quantity | value |", "| --- | --- |"]
+  for k, v in numbers.items():
+    lines.append(f"| {k} | {_fmt(v)} |")
+  return "\n".join(lines) + "\n"
+
+
+def _write_report(ctx: RunContext, results: Mapping[str, Any],
+                  wall_time_s: float) -> None:
+  exp = ctx.experiment
+  out = [f"# {exp.name}: {', '.join(exp.paper_figures) or ''}".rstrip(": "),
+         "", exp.description, "",
+         f"Config preset `{ctx.preset}`; wall time {wall_time_s:.1f} s; "
+         f"{len(ctx.model_records)} model(s) "
+         f"({sum(r['source'] == 'trained' for r in ctx.model_records)} "
+         "trained in this run). Every number here is in results.json; "
+         "config and versions in manifest.json.", ""]
+  for f in ctx.figures:
+    out += [f"## {f['file']}", "", f"![{f['file']}]({f['file']})", "",
+            f["caption"], ""]
+    if f["numbers"]:
+      out.append(_md_table(f["numbers"]))
+    if f["tables"]:
+      out += ["Data: " + ", ".join(f"[{t}]({t})" for t in f["tables"]), ""]
+  if ctx.model_records:
+    out += ["## Models", "", "| model | cache key | source | train time (s) |",
+            "| --- | --- | --- | --- |"]
+    for r in ctx.model_records:
+      out.append(f"| {r['label']} | {r['key']} | {r['source']} | "
+                 f"{_fmt(r.get('train_time_s'))} |")
+    out.append("")
+  out += ["## Config", "", "```json",
+          json.dumps(ctx.config, indent=2, sort_keys=True), "```", ""]
+  _io.write_text(ctx.path("report.md"), "\n".join(out))
+
+
+def run_experiment(name: str, config: Union[str, Mapping, None] = "quick",
+                   output_dir: str = "results",
+                   overrides: Optional[Mapping[str, Any]] = None,
+                   cache_dir: Optional[str] = None, force: bool = False,
+                   verbose: bool = True) -> dict:
+  """Runs one experiment and writes OUTPUT/<name>/ (see module docstring).
+
+  Args:
+    name: registered experiment name.
+    config: preset name ("tiny", "quick", "paper"), JSON path or dict.
+    output_dir: the results root.
+    overrides: {dotted.key: value} applied to the config.
+    cache_dir: model cache (default OUTPUT/_cache/models).
+    force: retrain even when a cached model exists.
+    verbose: print progress and timings.
+
+  Returns:
+    {"name", "results" (dict the experiment returned), "wall_time_s",
+     "models" (records), "out_dir"}.
+
+  Raises:
+    KeyError: unknown experiment/preset/override.
+  """
+  exp = get_experiment(name)
+  cfg = resolve_config(exp, config, overrides)
+  out_dir = os.path.join(output_dir, name)
+  cache_dir = cache_dir or os.path.join(output_dir, "_cache", "models")
+  ctx = RunContext(exp, cfg, out_dir, cache_dir, verbose=verbose, force=force)
+  ctx.log(f"config {ctx.preset!r} -> {out_dir}")
+  t0 = time.perf_counter()
+  results = dict(exp.run(ctx) or {})
+  wall = time.perf_counter() - t0
+  results = json.loads(json.dumps(results, default=_io._json_default))  # pylint: disable=protected-access
+  trained = [r["train_time_s"] for r in ctx.model_records
+             if r["source"] == "trained"]
+  timing = {"wall_time_s": round(wall, 3), "models_used": len(ctx.model_records),
+            "models_trained": len(trained),
+            "train_time_total_s": round(sum(trained), 3),
+            "train_time_per_model_s": (round(sum(trained) / len(trained), 3)
+                                       if trained else None)}
+  ctx.write_json("results.json", {"experiment": name, "preset": ctx.preset,
+                                  "results": results, "timing": timing,
+                                  "figures": ctx.figures})
+  if ctx.model_records:
+    ctx.write_csv("models.csv", ctx.model_records)
+  _write_report(ctx, results, wall)
+  ctx.write_json("manifest.json", _io.make_manifest(
+      cfg, wall_time_s=round(wall, 3), experiment=name, timing=timing,
+      models=ctx.model_records))
+  ctx.log(f"done in {wall:.1f} s ({len(trained)} model(s) trained, "
+          f"{timing['train_time_total_s']:.1f} s training)")
+  return {"name": name, "results": results, "wall_time_s": wall,
+          "models": ctx.model_records, "out_dir": out_dir, "timing": timing}
+
+
+def run_experiments(name: str, config: Union[str, Mapping, None] = "quick",
+                    output_dir: str = "results",
+                    overrides: Optional[Mapping[str, Any]] = None,
+                    cache_dir: Optional[str] = None, force: bool = False,
+                    verbose: bool = True) -> dict:
+  """Runs an experiment or every experiment of a group (e.g. "all").
+
+  Writes OUTPUT/summary.json (+ summary.md) with each experiment's wall time
+  and results, and the total wall time.
+
+  Args: as `run_experiment`; `overrides` apply to every experiment and keys
+    missing in one experiment's config are skipped for it.
+
+  Returns:
+    {"experiments": [run_experiment(...) results], "wall_time_s": total}.
+  """
+  names = resolve_names(name)
+  t0 = time.perf_counter()
+  runs = []
+  for n in names:
+    exp = get_experiment(n)
+    ov = overrides
+    if overrides and len(names) > 1:
+      ov = {}
+      base = resolve_config(exp, config)
+      for k, v in overrides.items():
+        try:
+          _set_dotted(copy.deepcopy(base), k, v)
+          ov[k] = v
+        except KeyError:
+          pass
+    runs.append(run_experiment(n, config, output_dir, ov, cache_dir, force,
+                               verbose))
+  wall = time.perf_counter() - t0
+  summary = {"target": name, "config": config if isinstance(config, str)
+                                       else "custom",
+             "wall_time_s": round(wall, 3),
+             "experiments": {r["name"]: {"wall_time_s": round(r["wall_time_s"], 3),
+                                         "timing": r["timing"],
+                                         "results": r["results"]}
+                             for r in runs}}
+  if len(names) > 1:
+    _io.write_json(os.path.join(output_dir, f"summary_{name}.json"), summary)
+    lines = [f"# bin/reproduce {name} --config {summary['config']}", "",
+             f"Total wall time: {wall:.1f} s", "",
+             "| experiment | wall time (s) | models trained | train time/model (s) |",
+             "| --- | --- | --- | --- |"]
+    for r in runs:
+      t = r["timing"]
+      lines.append(f"| [{r['name']}]({r['name']}/report.md) | "
+                   f"{r['wall_time_s']:.1f} | {t['models_trained']} | "
+                   f"{_fmt(t['train_time_per_model_s'])} |")
+    _io.write_text(os.path.join(output_dir, f"summary_{name}.md"),
+                   "\n".join(lines) + "\n")
+  if verbose:
+    print(f"[reproduce] {name}: {len(runs)} experiment(s) in {wall:.1f} s",
+          flush=True)
+  return {"experiments": runs, "wall_time_s": wall}

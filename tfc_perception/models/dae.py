@@ -1,0 +1,143 @@
+"""A small dense denoising autoencoder (paper appendix, Fig. 9).
+
+The DAE r is trained on corrupted inputs x̃ = x + σ·ε, ε ~ N(0, I), to minimise
+the mean squared reconstruction error E||r(x̃) − x||². Its optimum is the
+posterior mean r*(x̃) = E[x | x̃], so by Tweedie's formula
+r*(x) − x = σ²·∂log p_σ(x)/∂x, with p_σ = p ∗ N(0, σ²); for small σ this is
+σ²·∂log p(x)/∂x (Alain & Bengio, 2014), the relation Fig. 9 illustrates.
+
+r is parametrised as x + f(x) (a residual dense network), so the small
+deviation r(x) − x is what the layers learn directly.
+"""
+
+import json
+import os
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from tfc_perception import _io
+
+__all__ = ["DenoisingAutoencoder", "save_dae", "load_dae"]
+
+
+@tf.keras.utils.register_keras_serializable(package="tfc_perception")
+class DenoisingAutoencoder(tf.keras.Model):
+  """Dense DAE r(x) = x + f(x) for d-dimensional vectors (d = 1 or 2 here).
+
+  Training (`fit`) corrupts each batch with N(0, σ²) noise and minimises the
+  per-example squared error summed over dimensions, averaged over the batch.
+  Logged metrics: loss (= MSE per example, in squared source units).
+  """
+
+  def __init__(self, dims: int = 1, hidden: Sequence[int] = (64, 64),
+               sigma: float = 0.25, activation: str = "softplus",
+               seed: Optional[int] = 0, **kwargs):
+    """Builds the network.
+
+    Args:
+      dims: input dimensionality (>= 1).
+      hidden: widths of the hidden dense layers (each >= 1).
+      sigma: standard deviation of the Gaussian corruption (> 0), in source
+        units.
+      activation: Keras activation of the hidden layers.
+      seed: seed of the weight initialisers and of the corruption noise.
+      **kwargs: passed to tf.keras.Model.
+
+    Raises:
+      ValueError: non-positive dims, widths or sigma.
+    """
+    super().__init__(**kwargs)
+    if int(dims) < 1:
+      raise ValueError(f"dims must be >= 1, got {dims}.")
+    hidden = [int(h) for h in hidden]
+    if not hidden or min(hidden) < 1:
+      raise ValueError(f"hidden must be a non-empty list of widths >= 1, got "
+                       f"{hidden}.")
+    if not float(sigma) > 0:
+      raise ValueError(f"sigma (noise standard deviation) must be > 0, got "
+                       f"{sigma}.")
+    self.dims = int(dims)
+    self.hidden = hidden
+    self.sigma = float(sigma)
+    self.activation = activation
+    self.seed = seed
+    init = lambda i: tf.keras.initializers.GlorotUniform(  # noqa: E731
+        seed=None if seed is None else seed * 97 + i)
+    self.f = tf.keras.Sequential(
+        [tf.keras.layers.Dense(h, activation=activation,
+                               kernel_initializer=init(i))
+         for i, h in enumerate(hidden)] +
+        [tf.keras.layers.Dense(self.dims, kernel_initializer="zeros")],
+        name="residual")
+    self._noise = tf.random.Generator.from_seed(0 if seed is None else seed)
+    self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+    self.build((None, self.dims))
+
+  def call(self, x, training=False):
+    """r(x) = x + f(x). x: float [N, dims]; returns [N, dims]."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    return x + self.f(x, training=training)
+
+  def deviation(self, x):
+    """r(x) − x, the deviation the DAE introduces at clean points x [N, dims]."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    if x.shape.rank != 2 or x.shape[-1] != self.dims:
+      raise ValueError(f"x must have shape [N, {self.dims}], got {x.shape}.")
+    return self.f(x)
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker]
+
+  def _loss(self, x, training):
+    x = tf.convert_to_tensor(x, tf.float32)
+    noisy = x + self.sigma * self._noise.normal(tf.shape(x))
+    return tf.reduce_mean(tf.reduce_sum(
+        tf.square(self(noisy, training=training) - x), axis=-1))
+
+  def train_step(self, data):
+    with tf.GradientTape() as tape:
+      loss = self._loss(data, True)
+    grads = tape.gradient(loss, self.f.trainable_variables)
+    self.optimizer.apply_gradients(zip(grads, self.f.trainable_variables))
+    self.loss_tracker.update_state(loss)
+    return {"loss": self.loss_tracker.result()}
+
+  def test_step(self, data):
+    self.loss_tracker.update_state(self._loss(data, False))
+    return {"loss": self.loss_tracker.result()}
+
+  def get_config(self):
+    return {"dims": self.dims, "hidden": list(self.hidden),
+            "sigma": self.sigma, "activation": self.activation,
+            "seed": self.seed}
+
+
+def save_dae(model: DenoisingAutoencoder, path: str) -> None:
+  """Saves config.json + weights.h5 under directory `path` (atomically each)."""
+  if not isinstance(model, DenoisingAutoencoder):
+    raise ValueError(f"save_dae takes a DenoisingAutoencoder, got "
+                     f"{type(model).__name__}.")
+  os.makedirs(path, exist_ok=True)
+  tmp = os.path.join(path, ".weights.tmp.h5")
+  model.f.save_weights(tmp)
+  os.replace(tmp, os.path.join(path, "weights.h5"))
+  _io.write_json(os.path.join(path, "config.json"), model.get_config())
+
+
+def load_dae(path: str) -> DenoisingAutoencoder:
+  """Loads a DAE saved by `save_dae`.
+
+  Raises:
+    FileNotFoundError: if `path` has no config.json/weights.h5.
+  """
+  cfg_path = os.path.join(path, "config.json")
+  if not os.path.exists(cfg_path) or not os.path.exists(
+      os.path.join(path, "weights.h5")):
+    raise FileNotFoundError(f"{path!r} does not hold a saved DAE "
+                            "(config.json + weights.h5).")
+  with open(cfg_path, encoding="utf-8") as f:
+    model = DenoisingAutoencoder(**json.load(f))
+  model.f.load_weights(os.path.join(path, "weights.h5"))
+  return model
