@@ -157,7 +157,8 @@ def correlations(scores, mos, lower_is_better: bool,
     A JSON-serialisable dict with
       n, lower_is_better,
       srcc, plcc, plcc_logistic, krcc: absolute values (|rho|); `plcc` is
-        on the raw scores (no fit), `plcc_logistic` after the logistic fit,
+        on the raw scores (no fit), `plcc_logistic` after the logistic fit
+        (NaN with fewer than 6 pairs),
       srcc_oriented, plcc_oriented, krcc_oriented: signed, positive = agrees,
       ci: {metric: [low, high]} percentile-bootstrap intervals of the
         absolute values (for plcc_logistic the fit of the full sample is kept
