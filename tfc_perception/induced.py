@@ -1,0 +1,283 @@
+"""Distances induced by a compressive autoencoder (Hepburn et al. 2022, Fig. 1).
+
+For an autoencoder with analysis (encoder) e, quantiser Q and synthesis
+(decoder) d, y = e(x) and x_hat = d(Q(y)). For a pair (x1, x2):
+
+- De(x1, x2) = base(x1, x2): the base distance in the input domain (the
+  paper's De is Euclidean; use base="euclidean" or "mse").
+- Dr(x1, x2) = base(x_hat1, x_hat2): between the reconstructions.
+- Din(x1, x2) = ||y1 - y2||_2: Euclidean between the latents, before
+  (latent="unquantized", the paper's definition) or after quantisation.
+- Ds(x) = base(x, x_hat): self distance, for x1 and x2.
+- Sensitivity of a distance D along dx = x2 - x1: D(x1, x2) / ||dx||_2.
+
+Works for any model with the project's common interface (analysis, quantize,
+synthesis): the Keras models of `tfc_perception.models`, loaded pretrained
+tfci graphs, and the 2-D models (vectors [N, D]) used for Fig. 2. One forward
+pass (analysis -> quantize -> synthesis) per input batch.
+
+Units: images are compared as float32 in [0, 1] (uint8 input is divided by
+255; float input is divided by its `max_val`), so base distances are in
+[0, 1] units (mse in [0, 1]^2, psnr with peak 1) and ||dx|| is the Euclidean
+norm of the [0, 1] difference. Vectors are used as given.
+"""
+
+from typing import Callable, Dict, Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from tfc_perception import _validation
+
+__all__ = ["model_outputs", "distances_from_outputs", "induced_distances",
+           "VECTOR_BASES", "LATENT_MODES"]
+
+LATENT_MODES = ("unquantized", "quantized")
+VECTOR_BASES = ("euclidean", "squared_error", "mse")
+
+Base = Union[str, Callable]
+
+
+def _vector_base(name: str) -> Callable:
+  def euclidean(a, b):
+    return tf.sqrt(tf.reduce_sum(tf.square(a - b), axis=-1))
+
+  def squared_error(a, b):
+    return tf.reduce_sum(tf.square(a - b), axis=-1)
+
+  def mse(a, b):
+    return tf.reduce_mean(tf.square(a - b), axis=-1)
+
+  return {"euclidean": euclidean, "squared_error": squared_error,
+          "mse": mse}[name]
+
+
+def _image_base(name: str) -> Callable:
+  if name == "euclidean":
+    return lambda a, b: tf.sqrt(tf.reduce_sum(tf.square(a - b), [1, 2, 3]))
+  from tfc_perception import distances  # pylint: disable=g-import-not-at-top
+  fn = distances.get(name)
+  return lambda a, b: fn(a, b, max_val=1.0)
+
+
+def _resolve_base(base: Base, is_image: bool) -> Callable:
+  """A function (a, b) -> [N] for float inputs ([0, 1] images or vectors)."""
+  if callable(base):
+    return base
+  if not isinstance(base, str):
+    raise TypeError("base must be a distance name (e.g. 'mse', 'msssim', "
+                    "'nlpd', 'euclidean') or a callable (x, y) -> [batch]; got "
+                    f"{type(base).__name__}.")
+  if not is_image:
+    _validation.check_choice(base, "base distance for vectors", VECTOR_BASES)
+    return _vector_base(base)
+  try:
+    return _image_base(base)
+  except (KeyError, ValueError) as e:
+    raise ValueError(f"Unknown base distance {base!r} for images: {e}") from e
+
+
+def _prepare(x, name: str, max_val):
+  """Returns (float32 tensor, is_image). Images are scaled to [0, 1]."""
+  if isinstance(x, (str, bytes)) or x is None:
+    raise TypeError(f"{name} must be an array or tensor, got "
+                    f"{type(x).__name__}.")
+  t = x if isinstance(x, tf.Tensor) else tf.convert_to_tensor(np.asarray(x))
+  if t.shape.rank == 4:
+    t, peak = _validation.as_image_batch(t, name, max_val=max_val)
+    return t / peak, True
+  if t.shape.rank == 2:
+    if not t.dtype.is_floating:
+      raise ValueError(f"{name} is a batch of vectors [N, D] and must be "
+                       f"floating point; got {t.dtype.name}.")
+    t = tf.cast(t, tf.float32)
+    _validation.check_finite(t, name)
+    return t, False
+  raise ValueError(
+      f"{name} must be an image batch [N, H, W, C] (uint8, or float with "
+      f"max_val) or a batch of vectors [N, D] (2-D models); got shape "
+      f"{t.shape.as_list() if t.shape.rank is not None else 'unknown'}.")
+
+
+def model_outputs(model, x, max_val: Optional[float] = None,
+                  pad_multiple: int = 16, round_output: bool = True
+                  ) -> Dict[str, np.ndarray]:
+  """One forward pass: latents and reconstruction of a batch.
+
+  Args:
+    model: a model with the common interface (analysis, quantize,
+      synthesis).
+    x: uint8 images [N, H, W, 3], float images in [0, max_val], or float
+      vectors [N, D] (2-D models).
+    max_val: peak value of float images (None for uint8 and vectors).
+    pad_multiple: images whose height/width are not multiples of this are
+      padded (symmetric) before the analysis and the reconstruction is
+      cropped back; 1 disables padding.
+    round_output: for images, clip the reconstruction to [0, 1] and round it
+      to 8 bits, as `reconstruct`/`decompress` do (Dr is then computed on
+      what a decoder outputs). Ignored for vectors.
+
+  Returns:
+    {"x": input as float32 ([0, 1] for images), "y": latent before
+     quantisation, "y_hat": quantised latent, "x_hat": reconstruction
+     (float32, [0, 1] for images)}, numpy arrays with batch first.
+
+  Raises:
+    ValueError/TypeError: bad input (rank, dtype, range, NaN).
+  """
+  for attr in ("analysis", "quantize", "synthesis"):
+    if not callable(getattr(model, attr, None)):
+      raise TypeError(f"model must implement the common interface "
+                      f"(analysis, quantize, synthesis); it lacks {attr!r}.")
+  if not isinstance(pad_multiple, int) or pad_multiple < 1:
+    raise ValueError(f"pad_multiple must be an integer >= 1, got "
+                     f"{pad_multiple!r}.")
+  xf, is_image = _prepare(x, "x", max_val)
+  inp = xf
+  if is_image:
+    h, w = int(xf.shape[1]), int(xf.shape[2])
+    ph, pw = (-h) % pad_multiple, (-w) % pad_multiple
+    if ph or pw:
+      # Mirror padding needs the pad to be smaller than the image.
+      mode = "SYMMETRIC" if ph <= h and pw <= w else "CONSTANT"
+      inp = tf.pad(xf, [[0, 0], [0, ph], [0, pw], [0, 0]], mode=mode)
+  y = model.analysis(inp)
+  y_hat = model.quantize(y, training=False)
+  x_hat = tf.cast(model.synthesis(y_hat), tf.float32)
+  if is_image:
+    x_hat = x_hat[:, :h, :w, :]
+    if round_output:
+      x_hat = tf.round(tf.clip_by_value(x_hat, 0.0, 1.0) * 255.0) / 255.0
+  return {"x": xf.numpy(), "y": np.asarray(y, np.float32),
+          "y_hat": np.asarray(y_hat, np.float32), "x_hat": x_hat.numpy()}
+
+
+def _flat_norm(a) -> np.ndarray:
+  a = np.asarray(a, np.float64)
+  return np.sqrt(np.sum(np.square(a.reshape(a.shape[0], -1)), axis=1))
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+  out = np.zeros_like(num, dtype=np.float64)
+  np.divide(num, den, out=out, where=den > 0)
+  return out
+
+
+def distances_from_outputs(out1: Dict[str, np.ndarray],
+                           out2: Dict[str, np.ndarray], base: Base = "mse",
+                           latent: str = "unquantized",
+                           which=("de", "dr", "din", "ds")
+                           ) -> Dict[str, np.ndarray]:
+  """De, Dr, Din, Ds and sensitivities from two `model_outputs` results.
+
+  Args:
+    out1, out2: `model_outputs` of x1 and x2 (same batch size); may also be
+      loaded from a cache.
+    base: base distance for De, Dr, Ds: a name of `tfc_perception.distances`
+      ("mse", "psnr", "msssim", "nlpd", ...) or "euclidean" for images;
+      "euclidean", "squared_error" or "mse" for vectors; or a callable
+      (a, b) -> [N] on the float inputs.
+    latent: "unquantized" (Din between y, the paper's definition) or
+      "quantized" (between Q(y)).
+    which: subset of ("de", "dr", "din", "ds") to compute (the rest are
+      omitted from the result).
+
+  Returns:
+    dict of float64 arrays [N]: "norm_dx" (||x1 - x2||_2), and as requested
+    "de", "dr", "din", "ds1", "ds2", "sens_de", "sens_dr", "sens_din"
+    (distance / ||x1 - x2||; defined as 0 where x1 == x2: all induced
+    distances are 0 there, and a ratio needs a direction to be a
+    sensitivity).
+
+  Raises:
+    ValueError: unknown base/latent/which, mismatched batch sizes.
+  """
+  _validation.check_choice(latent, "latent", LATENT_MODES)
+  which = tuple(which)
+  for w in which:
+    _validation.check_choice(w, "induced distance", ("de", "dr", "din", "ds"))
+  for k in ("x", "y", "y_hat", "x_hat"):
+    if k not in out1 or k not in out2:
+      raise ValueError(f"outputs must be model_outputs() dicts; {k!r} is "
+                       "missing.")
+  n = out1["x"].shape[0]
+  if out2["x"].shape[0] != n or out1["x"].shape != out2["x"].shape:
+    raise ValueError("x1 and x2 must have the same shape; got "
+                     f"{out1['x'].shape} and {out2['x'].shape}.")
+  is_image = out1["x"].ndim == 4
+  fn = _resolve_base(base, is_image)
+
+  def d(a, b):
+    return np.asarray(fn(tf.constant(a, tf.float32),
+                         tf.constant(b, tf.float32)), np.float64).reshape(n)
+
+  res = {"norm_dx": _flat_norm(out1["x"] - out2["x"])}
+  if "de" in which:
+    res["de"] = d(out1["x"], out2["x"])
+    res["sens_de"] = _safe_ratio(res["de"], res["norm_dx"])
+  if "dr" in which:
+    res["dr"] = d(out1["x_hat"], out2["x_hat"])
+    res["sens_dr"] = _safe_ratio(res["dr"], res["norm_dx"])
+  if "din" in which:
+    key = "y" if latent == "unquantized" else "y_hat"
+    res["din"] = _flat_norm(np.asarray(out1[key], np.float64) -
+                            np.asarray(out2[key], np.float64))
+    res["sens_din"] = _safe_ratio(res["din"], res["norm_dx"])
+  if "ds" in which:
+    res["ds1"] = d(out1["x"], out1["x_hat"])
+    res["ds2"] = d(out2["x"], out2["x_hat"])
+  return res
+
+
+def induced_distances(model, x1, x2, base: Base = "mse",
+                      latent: str = "unquantized",
+                      max_val: Optional[float] = None,
+                      batch_size: Optional[int] = None,
+                      round_output: bool = True) -> Dict[str, np.ndarray]:
+  """De, Dr, Din, Ds(x1), Ds(x2) and sensitivities per pair (Fig. 1, 2, 3).
+
+  Args:
+    model: any model with the common interface (project Keras model, loaded
+      pretrained tfci graph, 2-D model).
+    x1, x2: two batches of the same shape: uint8 images [N, H, W, 3], float
+      images with `max_val`, or float vectors [N, D]. Pair i is (x1[i], x2[i]).
+      Images may have any size (padded to a multiple of 16 for the model).
+    base: base distance for De, Dr, Ds (see `distances_from_outputs`).
+    latent: "unquantized" (default, the paper's Din) or "quantized".
+    max_val: peak value of float images.
+    batch_size: pairs per forward pass (None: all at once). Results do not
+      depend on it.
+    round_output: round image reconstructions to 8 bits (as decoded).
+
+  Returns:
+    dict of float64 numpy arrays [N]: de, dr, din, ds1, ds2, norm_dx,
+    sens_de, sens_dr, sens_din.
+
+  Raises:
+    ValueError/TypeError: mismatched shapes, bad inputs, unknown base/latent.
+  """
+  _validation.check_choice(latent, "latent", LATENT_MODES)
+  a1, is_image1 = _prepare(x1, "x1", max_val)
+  a2, is_image2 = _prepare(x2, "x2", max_val)
+  _validation.check_same_shape(a1, a2, ("x1", "x2"))
+  del is_image2
+  _resolve_base(base, is_image1)  # fail early on an unknown base
+  n = int(a1.shape[0])
+  if batch_size is None:
+    batch_size = n
+  if not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive integer or None, got "
+                     f"{batch_size!r}.")
+  # Inputs are already in [0, 1] (images) or raw (vectors).
+  mv = 1.0 if is_image1 else None
+  parts = []
+  for s in range(0, n, batch_size):
+    b1, b2 = a1[s:s + batch_size], a2[s:s + batch_size]
+    m = int(b1.shape[0])
+    # x1 and x2 go through the model together: one forward pass per batch.
+    out = model_outputs(model, tf.concat([b1, b2], 0), max_val=mv,
+                        round_output=round_output)
+    o1 = {k: v[:m] for k, v in out.items()}
+    o2 = {k: v[m:] for k, v in out.items()}
+    parts.append(distances_from_outputs(o1, o2, base=base, latent=latent))
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
