@@ -21,11 +21,16 @@ from tfc_perception.distances.ms_ssim import ms_ssim_min_size
 from tfc_perception.distances.mse import mse
 from tfc_perception.distances.mse import psnr
 from tfc_perception.distances.mse import squared_error
+from tfc_perception.distances import nlpd as nlpd_module
+from tfc_perception.distances.nlpd import nlpd
+from tfc_perception.distances.nlpd import nlpd_max_levels
+from tfc_perception.distances.nlpd import nlpd_min_size
 
 __all__ = [
     "mse", "psnr", "squared_error", "ms_ssim", "ms_ssim_min_size",
     "ms_ssim_max_scales", "density_weighted_mse",
-    "inverse_density_weighted_mse", "get", "NAMES",
+    "inverse_density_weighted_mse", "nlpd", "nlpd_min_size",
+    "nlpd_max_levels", "nlpd_module", "get", "NAMES",
 ]
 
 _REGISTRY = {
@@ -33,6 +38,7 @@ _REGISTRY = {
     "psnr": psnr,
     "squared_error": squared_error,
     "ms_ssim": ms_ssim,
+    "nlpd": nlpd,
     "msssim": ms_ssim,
     "density_mse": density_weighted_mse,
     "density_weighted_mse": density_weighted_mse,
