@@ -1,0 +1,274 @@
+"""Compressive autoencoders trained with Eq. 3, L = R + lambda * D.
+
+All models share one interface (see `base.CompressionModel` and
+docs/models.md): analysis / quantize / synthesis / call / reconstruct /
+compress / decompress, `rate_unit`, `lmbda`, `distortion`, `get_config()`,
+Eq. 3 in `train_step`/`test_step` (so `compile` + `fit` trains them).
+
+    model = build_model("factorized", quality=3, distortion="mse")
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
+    model.fit(dataset, epochs=..., steps_per_epoch=...)
+    save_model(model, "runs/fp3")
+    model = load_model("runs/fp3")          # compresses immediately
+    strings, x_shape, y_shape = model.compress(images_uint8)
+    images = model.decompress(strings, x_shape, y_shape)
+
+Registry names: "toy2d" (Fig. 10), "factorized" (Fig. 15), "softquant"
+(Fig. 17); other modules register theirs with one line in `_REGISTRY`
+(the value is "module:Class", imported on first use).
+"""
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Optional
+
+from tfc_perception import _io
+
+__all__ = ["build_model", "save_model", "load_model", "registered_models",
+           "model_class"]
+
+# name -> "module:Class" (imported lazily, so registering costs nothing).
+_REGISTRY = {
+    "toy2d": "tfc_perception.models.toy2d:Toy2DCompressor",
+    "factorized": "tfc_perception.models.factorized:FactorizedPrior",
+    "softquant": "tfc_perception.models.softquant:SoftQuantizedAutoencoder",
+}
+
+_FORMAT = "tfc_perception.model"
+_FORMAT_VERSION = 1
+_CONFIG_FILE = "model.json"
+_WEIGHTS_FILE = "weights.npz"
+
+
+def registered_models():
+  """Names accepted by build_model, sorted."""
+  return sorted(_REGISTRY)
+
+
+def model_class(name: str):
+  """The class registered under `name`.
+
+  Raises:
+    ValueError: unknown name (the message lists the registered names).
+  """
+  if not isinstance(name, str) or name not in _REGISTRY:
+    raise ValueError(f"Unknown model {name!r}; accepted: "
+                     f"{', '.join(registered_models())}.")
+  target = _REGISTRY[name]
+  if not isinstance(target, str):  # A class registered directly.
+    return target
+  module, _, attr = target.partition(":")
+  return getattr(importlib.import_module(module), attr)
+
+
+def build_model(name: str, **kwargs):
+  """Builds a registered model with its constructor keyword arguments.
+
+  Args:
+    name: "toy2d", "factorized", "softquant" (or another registered name).
+    **kwargs: the class's arguments, e.g. distortion (str), lmbda (float > 0),
+      quality (int 1..8; "factorized" only: picks N, M and lambda from the
+      table of `distortion`, see FactorizedPrior.from_quality), num_filters,
+      latent_channels, num_centers, density_fn (callable x -> P(x)), seed,
+      and model options (toy2d: widths, depth, activation, latent_dims).
+      Arguments that are None are dropped (the class default applies);
+      arguments the model does not take are ignored with a logged warning
+      (so one set of training flags serves every model).
+
+  Returns:
+    A `CompressionModel` with all weights created.
+
+  Raises:
+    ValueError / TypeError: unknown name, invalid values, or contradictory
+      arguments (e.g. both quality and lmbda).
+  """
+  import inspect  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  cls = model_class(name)
+  kwargs = {k: v for k, v in kwargs.items() if v is not None}
+  accepted = {"name", "dtype", "trainable"}
+  accepted.update(p for p in inspect.signature(cls.__init__).parameters
+                  if p != "self")
+  quality = kwargs.pop("quality", None)
+  ignored = sorted(k for k in kwargs if k not in accepted)
+  if ignored:
+    logging.warning("build_model(%r): ignoring argument(s) that do not apply "
+                    "to this model: %s", name, ", ".join(ignored))
+  kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+  if quality is not None:
+    from_quality = getattr(cls, "from_quality", None)
+    if from_quality is None:
+      raise ValueError(f"model {name!r} has no quality levels; give lmbda "
+                       "instead of quality (quality applies to factorized).")
+    if "lmbda" in kwargs:
+      raise ValueError("give either quality or lmbda, not both: quality sets "
+                       "lambda from the table (docs/models.md).")
+    metric = kwargs.pop("distortion", "mse")
+    return from_quality(quality, metric, **kwargs)
+  return cls(**kwargs)
+
+
+def _registry_name(model) -> str:
+  for name in _REGISTRY:
+    try:
+      if type(model) is model_class(name):  # pylint: disable=unidiomatic-typecheck
+        return name
+    except (ImportError, AttributeError):
+      continue
+  raise ValueError(f"{type(model).__name__} is not a registered model; "
+                   f"registered: {', '.join(registered_models())}.")
+
+
+def save_model(model, path) -> str:
+  """Saves a model as a directory: model.json (registry name, config,
+  fingerprint) + weights.npz (`model.get_weights()`, in order, with the
+  variable names; optimizer state is not included: bin/train's checkpoints
+  hold it).
+
+  The directory is written next to `path` and renamed into place, so an
+  interrupted save never leaves a half-written model (an existing model at
+  `path` is replaced).
+
+  Args:
+    model: a model built by `build_model` (or a registered class).
+    path: destination directory.
+
+  Returns:
+    The model's fingerprint (hex SHA-256, also recorded in compressed files).
+
+  Raises:
+    ValueError: unregistered model type; path is an existing file.
+  """
+  name = _registry_name(model)
+  path = os.path.abspath(os.fspath(path))
+  if os.path.isfile(path):
+    raise ValueError(f"{path} is a file; save_model writes a directory.")
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
+  try:
+    _save_weights(model, os.path.join(tmp, _WEIGHTS_FILE))
+    fingerprint = model.fingerprint()
+    _io.write_json(os.path.join(tmp, _CONFIG_FILE), {
+        "format": _FORMAT, "format_version": _FORMAT_VERSION,
+        "model": name, "class": type(model).__name__,
+        "config": model.get_config(), "fingerprint": fingerprint,
+        "rate_unit": model.rate_unit,
+        "versions": _io.library_versions()})
+    old = None
+    if os.path.exists(path):
+      old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path)
+                             + ".old.")
+      os.replace(path, os.path.join(old, "m"))
+    os.replace(tmp, path)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return fingerprint
+
+
+def read_model_info(path) -> dict:
+  """Reads and checks model.json of a saved model directory.
+
+  Raises:
+    FileNotFoundError: no saved model at `path`.
+    ValueError: not a tfc_perception model directory / unknown version.
+  """
+  path = os.fspath(path)
+  config_path = os.path.join(path, _CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(
+        f"no saved model at {path} ({_CONFIG_FILE} is missing); give a "
+        "directory written by tfc_perception.models.save_model or bin/train "
+        "--export.")
+  try:
+    info = _io.read_json(config_path)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ValueError(f"{config_path} is not valid JSON: {e}") from None
+  if not isinstance(info, dict) or info.get("format") != _FORMAT:
+    raise ValueError(f"{config_path} is not a tfc_perception model file.")
+  if info.get("format_version") != _FORMAT_VERSION:
+    raise ValueError(f"{config_path} has format version "
+                     f"{info.get('format_version')}; this library reads "
+                     f"version {_FORMAT_VERSION}.")
+  return info
+
+
+def load_model(path, density_fn=None, **overrides: Any):
+  """Loads a model saved by `save_model`, ready to compress/decompress.
+
+  The range coding tables are derived from the loaded weights on first use
+  (deterministically), so no extra step is needed and the bit-streams are
+  identical to those of the saved model.
+
+  Args:
+    path: directory written by `save_model`.
+    density_fn: callable x -> P(x), needed only to train/evaluate a model
+      whose distortion is density weighted (it is not saved).
+    **overrides: config entries to override (e.g. lmbda for fine-tuning);
+      entries that change the architecture are rejected by the weight check.
+
+  Returns:
+    The model.
+
+  Raises:
+    FileNotFoundError / ValueError: missing, malformed or inconsistent model
+      directory (e.g. weights not matching the config).
+  """
+  from tfc_perception.models import base  # pylint: disable=g-import-not-at-top
+  info = read_model_info(path)
+  cls = model_class(info["model"])
+  config = dict(info["config"])
+  config.update(overrides)
+  config.pop("seed", None)  # Weights come from the checkpoint.
+  if base.canonical_distortion(config.get("distortion", "mse")) in (
+      "density_mse", "inverse_density_mse"):
+    config["density_fn"] = density_fn if density_fn is not None else (
+        base._MissingDensity())  # pylint: disable=protected-access
+  elif density_fn is not None:
+    config["density_fn"] = density_fn
+  model = cls(**config)
+  _load_weights(model, os.path.join(os.fspath(path), _WEIGHTS_FILE))
+  if not overrides and model.fingerprint() != info.get("fingerprint"):
+    raise ValueError(f"{path}: the loaded weights do not match the recorded "
+                     "fingerprint (the directory is corrupted or was edited).")
+  return model
+
+
+def _save_weights(model, path):
+  import io  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  weights = model.weights
+  arrays = {f"w{i:04d}": v.numpy() for i, v in enumerate(weights)}
+  arrays["names"] = np.array([v.name for v in weights])
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  _io.write_bytes(path, buf.getvalue())
+
+
+def _load_weights(model, path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} is missing: the model directory is "
+                            "incomplete.")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      count = sum(1 for k in data.files if k.startswith("w"))
+      arrays = [data[f"w{i:04d}"] for i in range(count)]
+  except (OSError, ValueError, KeyError) as e:
+    raise ValueError(f"{path} is not a readable weights file: {e}") from None
+  weights = model.weights
+  if len(arrays) != len(weights):
+    raise ValueError(f"{path} holds {len(arrays)} arrays but the model built "
+                     f"from its config has {len(weights)} weights; the "
+                     "directory does not match this library version/config.")
+  for v, a in zip(weights, arrays):
+    if tuple(v.shape) != a.shape:
+      raise ValueError(f"{path}: weight {v.name} has shape {tuple(v.shape)} "
+                       f"in the model but {a.shape} in the file.")
+  model.set_weights(arrays)

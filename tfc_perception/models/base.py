@@ -1,0 +1,391 @@
+"""The shared interface of the compressive autoencoders, and Eq. 3 training.
+
+Every model of the paper (the 2-D autoencoder of Fig. 10, the factorized-prior
+image model of Fig. 15, the soft-quantisation model of Fig. 17) is a
+`CompressionModel`: a `tf.keras.Model` with
+
+- `analysis(x) -> y`: the encoder e (latent before quantisation),
+- `quantize(y, training=False) -> y_hat`: the quantiser Q (noise or soft
+  assignment in training, hard at test time),
+- `synthesis(y_hat) -> x_hat`: the decoder d,
+- `call(x, training=False) -> (x_hat, bits)`: the reconstruction and the rate
+  in bits per example estimated by the entropy model,
+- `reconstruct(x)`: the test-time reconstruction, in the type `decompress`
+  returns,
+- `compress(x)` / `decompress(*compressed)`: real range-coded bit-strings
+  (tensorflow-compression range coder), with
+  `decompress(*compress(x)) == reconstruct(x)` exactly.
+
+Training implements the rate-distortion Lagrangian of Eq. 3,
+L = R + lambda * D(x, x_hat), in `train_step`/`test_step`, so that
+`model.compile(optimizer=...)` followed by `model.fit(dataset)` trains the
+model with Keras callbacks, TensorBoard and tf.distribute. The logged metrics
+are `loss`, `rate` (in `rate_unit`: bits per pixel for images, bits per sample
+for 2-D sources) and `distortion` (in the units of the chosen distortion, see
+`distortion_fn`).
+
+Units (documented in docs/models.md): image models see images as floats in
+[0, 1]; their "mse" distortion is 255^2 * MSE on [0, 1] (= MSE on the 0-255
+scale) and "msssim" is 1 - MS-SSIM, so that lambda is the lambda of the
+tensorflow-compression / CompressAI tables (reference/tfci.md).
+"""
+
+import hashlib
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfc_perception import _validation
+
+__all__ = ["CompressionModel", "DISTORTIONS", "distortion_fn"]
+
+# Accepted distortion names (Eq. 3) and aliases.
+DISTORTIONS = ("mse", "msssim", "nlpd", "density_mse", "inverse_density_mse")
+_ALIASES = {"ms_ssim": "msssim", "ms-ssim": "msssim",
+            "density_weighted_mse": "density_mse",
+            "inverse_density_weighted_mse": "inverse_density_mse"}
+_DENSITY_DISTORTIONS = ("density_mse", "inverse_density_mse")
+
+
+def canonical_distortion(name) -> str:
+  """Returns the canonical distortion name for `name` (aliases resolved).
+
+  Raises:
+    ValueError: `name` is not one of DISTORTIONS (or an alias).
+  """
+  if not isinstance(name, str):
+    raise TypeError(f"distortion must be a string, got {type(name).__name__}.")
+  key = name.strip().lower()
+  key = _ALIASES.get(key, key)
+  if key not in DISTORTIONS:
+    raise ValueError(
+        f"Unknown distortion {name!r}; accepted: {', '.join(DISTORTIONS)} "
+        f"(aliases: {', '.join(sorted(_ALIASES))}).")
+  return key
+
+
+class _MissingDensity:
+  """Stands in for `density_fn` on a model loaded without one: calling it
+  (i.e. training/evaluating a density-weighted distortion) is a clear error."""
+
+  def __call__(self, x):
+    raise ValueError(
+        "This model's distortion is density weighted, but it was loaded "
+        "without a density: pass load_model(path, density_fn=...) (a callable "
+        "x -> P(x), e.g. a tfp distribution's .prob) to train or evaluate it. "
+        "compress/decompress do not need it.")
+
+
+def distortion_fn(name: str, image: bool,
+                  density_fn: Optional[Callable] = None) -> Callable:
+  """The distortion D(x, x_hat) of Eq. 3, per example, from
+  `tfc_perception.distances`.
+
+  Args:
+    name: one of DISTORTIONS (or an alias).
+    image: True for image models (x, x_hat NHWC floats, nominal range [0, 1]),
+      False for vector sources (x, x_hat of shape [N, D]).
+    density_fn: callable x -> P(x) of shape [N]; required for the density
+      weighted distortions (Fig. 12: P(x)*||x - x_hat||^2 and its inverse).
+
+  Returns:
+    A function (x, x_hat) -> float32 tensor [N]. Units: for images "mse" is
+    255^2 * MSE on [0, 1] (i.e. MSE on the 0-255 scale), "msssim" is
+    1 - MS-SSIM, "nlpd" is NLPD at max_val=1; for vectors "mse" is the squared
+    Euclidean distance ||x - x_hat||^2 (sum over D), the density ones multiply
+    / divide it by P(x).
+
+  Raises:
+    ValueError: unknown name, or a density distortion without `density_fn`.
+  """
+  from tfc_perception import distances  # pylint: disable=g-import-not-at-top
+  name = canonical_distortion(name)
+  if name in _DENSITY_DISTORTIONS:
+    if density_fn is None or not callable(density_fn):
+      raise ValueError(
+          f"distortion {name!r} needs density_fn, a callable x -> P(x) (e.g. "
+          "a tfp distribution's .prob); got "
+          f"{type(density_fn).__name__}.")
+    f = (distances.density_weighted_mse if name == "density_mse"
+         else distances.inverse_density_weighted_mse)
+    return lambda x, x_hat: f(x, x_hat, density_fn)
+  if not image:
+    if name != "mse":
+      raise ValueError(
+          f"distortion {name!r} is defined for images only; for 2-D sources "
+          f"accepted: mse, {', '.join(_DENSITY_DISTORTIONS)}.")
+    return distances.squared_error
+  if name == "mse":
+    # 255^2 * MSE on [0, 1], computed from the summed squared error (the
+    # reconstruction is not clipped, so it may leave [0, 1] early in
+    # training; distances.mse would reject that as a wrong max_val).
+    def mse_255(x, x_hat):
+      per_example = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32)
+      return 255.0 ** 2 * distances.squared_error(x, x_hat) / per_example
+    return mse_255
+  if name == "msssim":
+    return lambda x, x_hat: 1.0 - distances.ms_ssim(x, x_hat, max_val=1.0)
+  return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0)
+
+
+class CompressionModel(tf.keras.Model):
+  """Base class: the shared interface and the Eq. 3 train/test steps.
+
+  Subclasses implement `analysis`, `quantize`, `synthesis`, `_estimate`
+  (forward pass returning the cropped reconstruction and bits), `compress`,
+  `decompress`, `reconstruct`, `compressed_dtypes` and `_build_variables`.
+
+  Args:
+    lmbda: lambda of Eq. 3 (> 0), the weight of the distortion term.
+    distortion: distortion name, one of DISTORTIONS.
+    density_fn: callable x -> P(x) for the density-weighted distortions.
+    seed: if not None, `tf.keras.utils.set_random_seed(seed)` is called before
+      the weights are created, so that construction is reproducible.
+    **kwargs: passed to tf.keras.Model (e.g. name).
+  """
+
+  rate_unit = "bpp"
+  registry_name = None  # Set by subclasses: the build_model name.
+  is_image_model = True
+
+  def __init__(self, lmbda: float = 0.01, distortion: str = "mse",
+               density_fn: Optional[Callable] = None,
+               seed: Optional[int] = None, **kwargs):
+    super().__init__(**kwargs)
+    self.lmbda = _validation.check_positive(lmbda, "lmbda")
+    self.distortion = canonical_distortion(distortion)
+    if density_fn is not None and not callable(density_fn):
+      raise TypeError("density_fn must be a callable x -> P(x), got "
+                      f"{type(density_fn).__name__}.")
+    self.density_fn = density_fn
+    # Fails now (not mid-training) for a missing density or a distortion
+    # that does not apply to this kind of model.
+    self._distortion_fn = distortion_fn(self.distortion, self.is_image_model,
+                                        density_fn)
+    if seed is not None:
+      if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}.")
+      tf.keras.utils.set_random_seed(int(seed))
+    self.seed = None if seed is None else int(seed)
+    self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+    self.rate_tracker = tf.keras.metrics.Mean(name="rate")
+    self.distortion_tracker = tf.keras.metrics.Mean(name="distortion")
+
+  # ---------------------------------------------------------------- config
+  def get_config(self) -> dict:
+    """Constructor arguments (JSON-serialisable; density_fn is not saved)."""
+    return {"lmbda": self.lmbda, "distortion": self.distortion,
+            "seed": self.seed}
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    del custom_objects
+    return cls(**config)
+
+  # --------------------------------------------------------------- training
+  @property
+  def metrics(self):
+    return [self.loss_tracker, self.rate_tracker, self.distortion_tracker]
+
+  def _rd_loss(self, rate, distortion):
+    """Eq. 3: L = R + lambda * D (batch means)."""
+    return rate + self.lmbda * distortion
+
+  def _loss_terms(self, x, training):
+    """Returns (loss, rate, distortion), batch means, float32."""
+    x_float, x_hat, bits = self._estimate(x, training=training)
+    rate = tf.reduce_mean(bits / self._rate_denominator(x_float))
+    distortion = tf.reduce_mean(tf.cast(
+        self._distortion_fn(x_float, tf.cast(x_hat, tf.float32)), tf.float32))
+    loss = self._rd_loss(rate, distortion)
+    return loss, rate, distortion
+
+  def _rate_denominator(self, x_float):
+    """Number of pixels (images) or 1 (samples) that bits are divided by."""
+    if not self.is_image_model:
+      return tf.constant(1.0)
+    shape = tf.shape(x_float)
+    return tf.cast(shape[1] * shape[2], tf.float32)
+
+  @staticmethod
+  def _unpack_data(data):
+    # Accept x, (x,), (x, y) or (x, y, w): the model is unsupervised.
+    if isinstance(data, (tuple, list)):
+      if not data:
+        raise ValueError("empty batch")
+      return data[0]
+    if isinstance(data, dict):
+      raise ValueError("datasets of dicts are not supported; give a dataset "
+                       "of image (or sample) batches.")
+    return data
+
+  def _update_metrics(self, loss, rate, distortion):
+    self.loss_tracker.update_state(loss)
+    self.rate_tracker.update_state(rate)
+    self.distortion_tracker.update_state(distortion)
+    return {m.name: m.result() for m in self.metrics}
+
+  def train_step(self, data):
+    """One optimizer step on Eq. 3, L = R + lambda * D (Sec. 2)."""
+    x = self._unpack_data(data)
+    with tf.GradientTape() as tape:
+      loss, rate, distortion = self._loss_terms(x, training=True)
+    self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+    self._after_train_step(x)
+    return self._update_metrics(loss, rate, distortion)
+
+  def _after_train_step(self, x):
+    """Hook for non-gradient state updates (the soft-quantisation pmf)."""
+    del x
+
+  def test_step(self, data):
+    """Evaluates Eq. 3 with hard quantisation (test time)."""
+    x = self._unpack_data(data)
+    loss, rate, distortion = self._loss_terms(x, training=False)
+    return self._update_metrics(loss, rate, distortion)
+
+  def call(self, x, training=False):
+    """Returns (x_hat, bits): the reconstruction (float, nominal [0, 1] for
+    images, not clipped; same size as x) and the estimated bits per example
+    ([N] float32) under the entropy model (noisy/soft in training)."""
+    _, x_hat, bits = self._estimate(x, training=training)
+    return x_hat, bits
+
+  # ------------------------------------------------------------ interface
+  def _estimate(self, x, training):
+    raise NotImplementedError
+
+  def compressed_dtypes(self):
+    """dtypes of the tensors returned by `compress` (for file containers)."""
+    raise NotImplementedError
+
+  def coding_variables(self):
+    """The variables that determine the bit-stream (transforms, entropy
+    model); used for `fingerprint`. Subclasses may add non-trainable state."""
+    return list(self.trainable_variables)
+
+  def fingerprint(self) -> str:
+    """A hex SHA-256 of the model class, config and coding variables: two
+    models decode each other's bit-streams iff their fingerprints match."""
+    h = hashlib.sha256()
+    h.update(type(self).__name__.encode())
+    config = {k: v for k, v in sorted(self.get_config().items())
+              if k not in ("seed", "lmbda", "distortion")}
+    h.update(repr(sorted(config.items())).encode())
+    for v in self.coding_variables():
+      a = np.ascontiguousarray(v.numpy())
+      h.update(str(a.shape).encode() + a.dtype.str.encode())
+      h.update(a.tobytes())
+    return h.hexdigest()
+
+  @staticmethod
+  def _string_tensor(strings, name="strings"):
+    strings = tf.convert_to_tensor(strings)
+    if strings.dtype != tf.string or strings.shape.rank != 1:
+      raise ValueError(f"{name} must be a rank-1 tf.string tensor (one "
+                       f"bit-string per example); got dtype "
+                       f"{strings.dtype.name}, shape {strings.shape}.")
+    return strings
+
+
+def prior_key(module: tf.Module) -> bytes:
+  """Digest of a module's variables, to know when cached range coding tables
+  derived from them are stale."""
+  h = hashlib.sha256()
+  for v in module.variables:
+    h.update(np.ascontiguousarray(v.numpy()).tobytes())
+  return h.digest()
+
+
+class ContinuousEntropyCoding:
+  """Mixin for models with a factorized prior `self.prior` and a tfc
+  `ContinuousBatchedEntropyModel` (coding rank `self._coding_rank`).
+
+  Quantisation is rounding to the nearest integer (offset_heuristic=False,
+  as in the paper), identical in `quantize`, `call(training=False)`,
+  `compress` and `decompress`.
+
+  Training uses an entropy model without range coding tables
+  (`self.entropy_model`). Compression uses a compression-enabled copy built
+  from the *current* prior weights and cached until they change, so a model
+  fresh from `load_model` (or from a checkpoint, or mid-training) compresses
+  immediately: there is no "uninitialised CDF" state, and the tables are a
+  deterministic function of the saved weights (save -> load -> compress gives
+  the identical bit-stream). The cache is deliberately not tracked by Keras,
+  so it is not part of checkpoints or `model.weights`.
+  """
+
+  def _coding_entropy_model(self):
+    import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
+    key = prior_key(self.prior)
+    cache = self.__dict__.get("_coding_cache")
+    if cache is None or cache[0] != key:
+      em = tfc.ContinuousBatchedEntropyModel(
+          self.prior, coding_rank=self._coding_rank, compression=True,
+          stateless=True, offset_heuristic=False)
+      object.__setattr__(self, "_coding_cache", (key, em))
+      cache = self.__dict__["_coding_cache"]
+    return cache[1]
+
+
+class ImageCoding:
+  """Mixin with the image conventions shared by the image models.
+
+  Images enter as uint8 [N, H, W, 3] (divided by 255) or float in [0, 1].
+  The transforms downsample by 16, so `analysis` pads H and W up to a
+  multiple of 16 by replicating the last row/column (edge padding: no
+  artificial edges to code, and any size >= 1 px works); `call`,
+  `reconstruct` and `decompress` crop the output back to H x W. Rates are
+  bits / (H * W) of the *original* image.
+  """
+
+  _factor = 16
+
+  def _to_float_images(self, x, name="x"):
+    """Validated float32 [N, H, W, 3] in [0, 1]."""
+    if isinstance(x, (str, bytes)) or x is None:
+      raise TypeError(f"{name} must be an image batch [N, H, W, 3] (uint8 or "
+                      f"float in [0, 1]), got {type(x).__name__}.")
+    if not isinstance(x, (tf.Tensor, tf.Variable)):
+      x = tf.convert_to_tensor(np.asarray(x) if not hasattr(x, "dtype") else x)
+    max_val = 255.0 if x.dtype == tf.uint8 else 1.0
+    x, max_val = _validation.as_image_batch(x, name, max_val, channels=(3,))
+    return x / max_val if max_val != 1.0 else x
+
+  def _pad(self, x):
+    f = self._factor
+    h, w = x.shape[1], x.shape[2]
+    if h is not None and w is not None and h % f == 0 and w % f == 0:
+      return x
+    shape = tf.shape(x)
+    ph = (-shape[1]) % f
+    pw = (-shape[2]) % f
+    x = tf.concat([x, tf.repeat(x[:, -1:], ph, axis=1)], axis=1)
+    return tf.concat([x, tf.repeat(x[:, :, -1:], pw, axis=2)], axis=2)
+
+  @staticmethod
+  def _crop(x_hat, height, width):
+    return x_hat[:, :height, :width, :]
+
+  @staticmethod
+  def _to_uint8(x_hat):
+    """Test-time output: round(clip(x_hat, 0, 1) * 255) as uint8."""
+    return tf.cast(tf.round(tf.clip_by_value(
+        tf.cast(x_hat, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
+
+  def _check_shapes(self, x_shape, y_shape):
+    """Validates decompress's shape tensors; returns them as Python ints."""
+    try:
+      x_shape = [int(v) for v in np.asarray(x_shape).reshape(-1)]
+      y_shape = [int(v) for v in np.asarray(y_shape).reshape(-1)]
+    except (TypeError, ValueError):
+      raise ValueError("x_shape and y_shape must be integer vectors [2] "
+                       "(as returned by compress).") from None
+    f = self._factor
+    if (len(x_shape) != 2 or len(y_shape) != 2 or min(x_shape) < 1
+        or y_shape != [-(-x_shape[0] // f), -(-x_shape[1] // f)]):
+      raise ValueError(f"inconsistent shapes x_shape={x_shape}, y_shape="
+                       f"{y_shape}: expected y_shape = ceil(x_shape / {f}); "
+                       "the compressed data is corrupted or not from compress.")
+    return x_shape, y_shape

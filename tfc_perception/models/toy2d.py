@@ -1,0 +1,190 @@
+"""The 2-D compressive autoencoder of Fig. 10 (Sec. 4 of the paper).
+
+Dense analysis transform e, rounding to the nearest integer (replaced by
+additive uniform noise U(-0.5, 0.5) in training), a learned factorized prior
+(tfc.NoisyDeepFactorized) coded by tfc.ContinuousBatchedEntropyModel, and a
+dense synthesis transform d. Defaults (assumed, as in tensorflow-compression's
+toy-source models): 3 hidden layers of 100 softplus units on each side and a
+2-D latent.
+
+Rate is in bits per sample; the distortion is the squared Euclidean distance
+||x - x_hat||^2 (or its density-weighted versions, Fig. 12), so that
+L = bits + lambda * D (Eq. 3).
+"""
+
+from typing import Callable, Optional, Sequence, Union
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from tfc_perception import _validation
+from tfc_perception.models import base
+
+__all__ = ["Toy2DCompressor"]
+
+_ACTIVATIONS = ("softplus", "relu", "elu", "tanh", "leaky_relu", "gelu",
+                "swish", "sigmoid")
+
+
+class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
+  """Compressive autoencoder for 2-D (or D-dimensional) sources (Fig. 10).
+
+  Args:
+    lmbda: lambda of Eq. 3 (> 0). Default 1.0 (bits + 1.0 * squared error).
+    distortion: "mse" (= squared Euclidean distance), "density_mse"
+      (P(x)*||x - x_hat||^2) or "inverse_density_mse" (||x - x_hat||^2/P(x)).
+    widths: hidden layer width (int, used `depth` times) or a list of widths,
+      one per hidden layer, mirrored in the synthesis transform. Default 100.
+    depth: number of hidden layers when `widths` is an int. Default 3.
+    activation: hidden activation, one of softplus (default), relu, elu, tanh,
+      leaky_relu, gelu, swish, sigmoid.
+    latent_dims: latent size (default 2).
+    source_dims: input size D (default 2).
+    density_fn: callable x -> P(x) [N] for the density-weighted distortions.
+    seed: construction seed (see CompressionModel).
+    **kwargs: tf.keras.Model arguments (name).
+
+  Raises:
+    ValueError / TypeError: invalid argument, with what is accepted.
+  """
+
+  rate_unit = "bits/sample"
+  registry_name = "toy2d"
+  is_image_model = False
+  _coding_rank = 1
+
+  def __init__(self, lmbda: float = 1.0, distortion: str = "mse",
+               widths: Union[int, Sequence[int]] = 100, depth: int = 3,
+               activation: str = "softplus", latent_dims: int = 2,
+               source_dims: int = 2, density_fn: Optional[Callable] = None,
+               seed: Optional[int] = None, **kwargs):
+    super().__init__(lmbda=lmbda, distortion=distortion,
+                     density_fn=density_fn, seed=seed, **kwargs)
+    depth = _positive_int(depth, "depth", allow_zero=True)
+    if isinstance(widths, (int,)) and not isinstance(widths, bool):
+      widths = [_positive_int(widths, "widths")] * depth
+    else:
+      try:
+        widths = [_positive_int(w, "widths entry") for w in widths]
+      except TypeError as e:
+        raise TypeError("widths must be an int or a list of ints, got "
+                        f"{widths!r}.") from e
+      if depth not in (3, len(widths)):  # 3 is the default: ignore it.
+        raise ValueError(f"widths has {len(widths)} entries but depth="
+                         f"{depth}; give depth=len(widths) or an int width.")
+    self.widths = list(widths)
+    self.depth = len(self.widths)
+    self.activation = _validation.check_choice(activation, "activation",
+                                               _ACTIVATIONS)
+    self.latent_dims = _positive_int(latent_dims, "latent_dims")
+    self.source_dims = _positive_int(source_dims, "source_dims")
+
+    self.analysis_transform = tf.keras.Sequential(
+        [tf.keras.layers.Dense(w, activation=self.activation,
+                               name=f"analysis_{i}")
+         for i, w in enumerate(self.widths)]
+        + [tf.keras.layers.Dense(self.latent_dims, name="analysis_out")],
+        name="analysis")
+    self.synthesis_transform = tf.keras.Sequential(
+        [tf.keras.layers.Dense(w, activation=self.activation,
+                               name=f"synthesis_{i}")
+         for i, w in enumerate(reversed(self.widths))]
+        + [tf.keras.layers.Dense(self.source_dims, name="synthesis_out")],
+        name="synthesis")
+    self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.latent_dims,))
+    self.entropy_model = tfc.ContinuousBatchedEntropyModel(
+        self.prior, coding_rank=1, compression=False, offset_heuristic=False)
+    # Create all weights now, so checkpoints/optimizers see them at once.
+    self.analysis_transform.build((None, self.source_dims))
+    self.synthesis_transform.build((None, self.latent_dims))
+
+  def get_config(self) -> dict:
+    config = super().get_config()
+    config.update(widths=list(self.widths), depth=self.depth,
+                  activation=self.activation, latent_dims=self.latent_dims,
+                  source_dims=self.source_dims)
+    return config
+
+  # ------------------------------------------------------------ interface
+  def _check_samples(self, x, name="x"):
+    if isinstance(x, (str, bytes)) or x is None:
+      raise TypeError(f"{name} must be a float array [N, {self.source_dims}], "
+                      f"got {type(x).__name__}.")
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+      raise ValueError(f"{name} must be floating point [N, {self.source_dims}]"
+                       f", got dtype {x.dtype.name}.")
+    if x.shape.rank != 2 or (x.shape[-1] is not None
+                             and x.shape[-1] != self.source_dims):
+      raise ValueError(f"{name} must have shape [N, {self.source_dims}], got "
+                       f"{x.shape.as_list() if x.shape.rank is not None else '?'}"
+                       ".")
+    x = tf.cast(x, tf.float32)
+    return _validation.check_finite(x, name)
+
+  def analysis(self, x):
+    """e(x): [N, source_dims] float -> latent [N, latent_dims] float32."""
+    x = self._check_samples(x)
+    return tf.cast(self.analysis_transform(x), tf.float32)
+
+  def quantize(self, y, training=False):
+    """Q(y): y + U(-0.5, 0.5) in training; rounding to the nearest integer
+    at test time (exactly what the range coder codes)."""
+    y = tf.cast(y, tf.float32)
+    if training:
+      return y + tf.random.uniform(tf.shape(y), -0.5, 0.5)
+    return self._coding_entropy_model().quantize(y)
+
+  def synthesis(self, y_hat):
+    """d(y_hat): latent [N, latent_dims] -> [N, source_dims] float32."""
+    return tf.cast(self.synthesis_transform(tf.cast(y_hat, tf.float32)),
+                   tf.float32)
+
+  def _estimate(self, x, training):
+    x = self._check_samples(x)
+    y = tf.cast(self.analysis_transform(x), tf.float32)
+    y_tilde, bits = self.entropy_model(y, training=training)
+    return x, self.synthesis(y_tilde), bits
+
+  def reconstruct(self, x):
+    """Test-time reconstruction d(Q(e(x))) [N, source_dims] float32, equal to
+    decompress(*compress(x))."""
+    return self.synthesis(self.quantize(self.analysis(x), training=False))
+
+  def compress(self, x):
+    """Range codes x: returns (strings,), one tf.string per sample [N]."""
+    y = self.analysis(x)
+    return (self._coding_entropy_model().compress(y),)
+
+  def decompress(self, strings):
+    """Inverse of compress: (strings [N]) -> x_hat [N, source_dims] float32.
+
+    Raises:
+      ValueError: strings not a rank-1 string tensor, or a corrupted string.
+    """
+    strings = self._string_tensor(strings)
+    try:
+      y_hat = self._coding_entropy_model().decompress(strings, [])
+    except tf.errors.OpError as e:
+      raise ValueError(f"corrupted bit-string(s): range decoding failed "
+                       f"({e.message.splitlines()[0]}).") from None
+    return self.synthesis(y_hat)
+
+  def compressed_dtypes(self):
+    return (tf.string,)
+
+
+def _positive_int(value, name, allow_zero=False):
+  if isinstance(value, bool) or not isinstance(value, int):
+    try:
+      import numpy as np  # pylint: disable=g-import-not-at-top
+      if isinstance(value, np.integer):
+        value = int(value)
+      else:
+        raise TypeError
+    except TypeError:
+      raise TypeError(f"{name} must be an int, got {value!r}.") from None
+  if value < 0 or (value == 0 and not allow_zero):
+    raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, "
+                     f"got {value}.")
+  return value
