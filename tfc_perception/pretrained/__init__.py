@@ -1,0 +1,96 @@
+"""Pretrained models and datasets: registry, verified downloads, tfci loading.
+
+The paper's human-opinion (Sec. 4.2, Fig. 3) and contrast (Fig. 16) results
+use tensorflow-compression's published bmshj2018-factorized-mse-[1-8] and
+-msssim-[1-8] models. This package lists them (`list_models`), downloads them
+once into a verified cache (`download`) and loads them (`load`) as objects
+with the same interface as `tfc_perception.models` (analysis, quantize,
+synthesis, call, reconstruct, compress, decompress). See docs/pretrained.md.
+"""
+
+import os
+from typing import List, Optional
+
+from tfc_perception.pretrained.download import ChecksumError
+from tfc_perception.pretrained.download import download
+from tfc_perception.pretrained.download import download_dataset
+from tfc_perception.pretrained.download import DownloadError
+from tfc_perception.pretrained.download import OfflineError
+from tfc_perception.pretrained.download import read_manifest
+from tfc_perception.pretrained.download import resolve_cache_dir
+from tfc_perception.pretrained.registry import default_registry
+from tfc_perception.pretrained.registry import Registry
+
+__all__ = [
+    "list_models", "download", "download_dataset", "load", "Registry",
+    "default_registry", "resolve_cache_dir", "read_manifest", "DownloadError",
+    "ChecksumError", "OfflineError",
+]
+
+
+def list_models(registry: Optional[Registry] = None) -> List[dict]:
+  """The registry's pretrained models.
+
+  Args:
+    registry: a `Registry` (default: the one shipped with the package).
+
+  Returns:
+    One dict per model: name, url, sha256 (None if not pinned), metric,
+    quality, N, M, family.
+  """
+  reg = registry or default_registry()
+  return [dict(name=m.name, url=m.url, sha256=m.sha256, **dict(m.info))
+          for m in reg.models]
+
+
+def load(name_or_path, cache_dir: Optional[str] = None,
+         url_prefix: Optional[str] = None, offline: bool = False, *,
+         registry: Optional[Registry] = None, **download_kwargs):
+  """Loads a pretrained model with the project's model interface.
+
+  Args:
+    name_or_path: one of
+      - a registry model name ("bmshj2018-factorized-mse-3"): downloaded into
+        the cache if missing (verified), then loaded as a `TfciModel`;
+      - a path to a tfci `.metagraph` file (any tfc-format model);
+      - a directory written by `bin/train` / `tfc_perception.models.save_model`
+        (delegated to `tfc_perception.models.load_model`).
+    cache_dir, url_prefix, offline: see `download`.
+    registry: a `Registry` (default: the shipped one).
+    **download_kwargs: timeout, retries, backoff, progress.
+
+  Returns:
+    A `tfci.TfciModel` or the loaded Keras model.
+
+  Raises:
+    ValueError: unknown name / not a model (message lists what is accepted),
+      or a metagraph whose structure could not be understood.
+    FileNotFoundError, OfflineError, DownloadError: see `download`.
+  """
+  if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
+    raise ValueError("name_or_path must be a registry model name or a path, "
+                     f"got {name_or_path!r}.")
+  reg = registry or default_registry()
+  name = os.fspath(name_or_path)
+  from tfc_perception.pretrained import tfci  # pylint: disable=g-import-not-at-top
+  if name in reg and reg.get(name).kind == "model":
+    art = reg.get(name)
+    path = download(name, cache_dir, url_prefix, offline, registry=reg,
+                    **download_kwargs)
+    from tfc_perception.pretrained import download as dl  # pylint: disable=g-import-not-at-top
+    return tfci.TfciModel(path, name=name, distortion=art.get("metric"),
+                          sha256=art.sha256 or dl.sha256_file(path))
+  if os.path.isdir(name):
+    try:
+      from tfc_perception.models import load_model  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise RuntimeError(
+          f"{name} is a directory (a model saved by bin/train), but "
+          f"tfc_perception.models.load_model is not available: {e}") from e
+    return load_model(name)
+  if os.path.isfile(name):
+    return tfci.TfciModel(name)
+  raise ValueError(
+      f"{name!r} is neither a registry model nor an existing path; accepted: "
+      f"{', '.join(reg.model_names())}, a .metagraph file, or a directory "
+      "saved by bin/train.")
