@@ -11,13 +11,13 @@ synthesis, call, reconstruct, compress, decompress). See docs/pretrained.md.
 import os
 from typing import List, Optional
 
-from tfc_perception.pretrained.download import ChecksumError
-from tfc_perception.pretrained.download import download
-from tfc_perception.pretrained.download import download_dataset
-from tfc_perception.pretrained.download import DownloadError
-from tfc_perception.pretrained.download import OfflineError
-from tfc_perception.pretrained.download import read_manifest
-from tfc_perception.pretrained.download import resolve_cache_dir
+from tfc_perception.pretrained.downloader import ChecksumError
+from tfc_perception.pretrained.downloader import download
+from tfc_perception.pretrained.downloader import download_dataset
+from tfc_perception.pretrained.downloader import DownloadError
+from tfc_perception.pretrained.downloader import OfflineError
+from tfc_perception.pretrained.downloader import read_manifest
+from tfc_perception.pretrained.downloader import resolve_cache_dir
 from tfc_perception.pretrained.registry import default_registry
 from tfc_perception.pretrained.registry import Registry
 
@@ -77,7 +77,7 @@ def load(name_or_path, cache_dir: Optional[str] = None,
     art = reg.get(name)
     path = download(name, cache_dir, url_prefix, offline, registry=reg,
                     **download_kwargs)
-    from tfc_perception.pretrained import download as dl  # pylint: disable=g-import-not-at-top
+    from tfc_perception.pretrained import downloader as dl  # pylint: disable=g-import-not-at-top
     return tfci.TfciModel(path, name=name, distortion=art.get("metric"),
                           sha256=art.sha256 or dl.sha256_file(path))
   if os.path.isdir(name):
