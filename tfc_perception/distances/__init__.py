@@ -11,6 +11,7 @@ inside tf.function. See docs/distances.md for definitions and conventions.
   density_weighted_mse, inverse_density_weighted_mse   (density.py, Fig. 12)
 """
 
+import importlib
 from typing import Callable
 
 from tfc_perception.distances.density import density_weighted_mse
@@ -21,16 +22,19 @@ from tfc_perception.distances.ms_ssim import ms_ssim_min_size
 from tfc_perception.distances.mse import mse
 from tfc_perception.distances.mse import psnr
 from tfc_perception.distances.mse import squared_error
-from tfc_perception.distances import nlpd as nlpd_module
 from tfc_perception.distances.nlpd import nlpd
 from tfc_perception.distances.nlpd import nlpd_max_levels
 from tfc_perception.distances.nlpd import nlpd_min_size
+
+# The submodules (their names are shadowed by the functions of the same name).
+ms_ssim_module = importlib.import_module("tfc_perception.distances.ms_ssim")
+nlpd_module = importlib.import_module("tfc_perception.distances.nlpd")
 
 __all__ = [
     "mse", "psnr", "squared_error", "ms_ssim", "ms_ssim_min_size",
     "ms_ssim_max_scales", "density_weighted_mse",
     "inverse_density_weighted_mse", "nlpd", "nlpd_min_size",
-    "nlpd_max_levels", "nlpd_module", "get", "NAMES",
+    "nlpd_max_levels", "nlpd_module", "ms_ssim_module", "get", "NAMES",
 ]
 
 _REGISTRY = {
