@@ -1,0 +1,322 @@
+"""Tests of tfci metagraph export/loading: a small tfc model is exported as a
+tfci MetaGraphDef, served from 127.0.0.1, downloaded through the real code
+path, loaded, and its latents and bit-exact round trip are checked. A second
+graph written in tensorflow-compression 1.x style (TF1 while loops with
+TensorArrays, UnboundedIndexRangeEncode, floor(y + 0.5 - medians), clip/round
+then crop, different tensor and signature-key names) checks that tensor
+discovery relies on structure, not on how our exporter names things.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_compression as tfc
+from tensorflow_compression.python.ops import gen_ops
+
+from conftest import SHARED_DATA
+from pretrained_download_test import LocalServer
+from tfc_perception import pretrained
+from tfc_perception.pretrained import export
+from tfc_perception.pretrained import tfci
+
+NAME = "bmshj2018-factorized-mse-1"  # served by the local server: our model
+H, W = 61, 47  # not multiples of the stride: exercises padding and cropping
+
+
+def crop_image():
+  """A 61x47 crop of kodim23 (generated smooth image if Kodak is absent)."""
+  path = os.path.join(SHARED_DATA, "kodak", "kodim23.png")
+  if os.path.exists(path):
+    image = tf.image.decode_png(tf.io.read_file(path), channels=3)
+    return image[None, 100:100 + H, 200:200 + W].numpy()
+  rng = np.random.RandomState(3)
+  yy, xx = np.mgrid[0:H, 0:W] / 10.
+  img = np.stack([np.sin(yy + c) * np.cos(xx * (c + 1)) for c in range(3)], -1)
+  img = 127.5 + 100 * img + rng.normal(0, 10, img.shape)
+  return np.clip(np.round(img), 0, 255).astype(np.uint8)[None]
+
+
+class Tiny(tf.Module):
+  """A small bmshj2018-like model: 2 x (3x3 conv, stride 2) with GDN, a
+  ContinuousBatchedEntropyModel, and the tfc example's compress/decompress."""
+
+  def __init__(self):
+    super().__init__()
+    tf.random.set_seed(1)
+    self.a = tf.keras.Sequential([
+        tfc.SignalConv2D(8, (3, 3), corr=True, strides_down=2,
+                         padding="same_zeros", activation=tfc.GDN()),
+        tfc.SignalConv2D(4, (3, 3), corr=True, strides_down=2,
+                         padding="same_zeros", use_bias=False)])
+    self.s = tf.keras.Sequential([
+        tfc.SignalConv2D(8, (3, 3), corr=False, strides_up=2,
+                         padding="same_zeros",
+                         activation=tfc.GDN(inverse=True)),
+        tfc.SignalConv2D(3, (3, 3), corr=False, strides_up=2,
+                         padding="same_zeros")])
+    self.a(tf.zeros([1, 16, 16, 3]))
+    self.s(tf.zeros([1, 4, 4, 4]))
+    for v in self.a.trainable_variables:
+      if "kernel" in v.name:
+        v.assign(v * 8.)  # latents spanning several quantisation bins
+    self.em = tfc.ContinuousBatchedEntropyModel(
+        tfc.NoisyLogistic(loc=0., scale=tf.fill([4], 2.)), coding_rank=3,
+        compression=True)
+
+  def analysis(self, x):
+    return self.a(tf.cast(x, tf.float32) / 255.)
+
+  def compress(self, x):
+    y = self.analysis(x)
+    return self.em.compress(y), tf.shape(x)[1:-1], tf.shape(y)[1:-1]
+
+  def decompress(self, strings, x_shape, y_shape):
+    y_hat = self.em.decompress(strings, y_shape)
+    x_hat = self.s(y_hat)[:, :x_shape[0], :x_shape[1], :]
+    return tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """(Tiny model, metagraph bytes, loaded TfciModel, cache dir, server)."""
+  tmp = tmp_path_factory.mktemp("tfci")
+  model = Tiny()
+  path = export.export_metagraph(model, str(tmp / f"{NAME}.metagraph"))
+  data = open(path, "rb").read()
+  server = LocalServer()
+  server.routes[f"/{NAME}.metagraph"] = ("ok", data)
+  cache = tmp / "cache"
+  loaded = pretrained.load(NAME, cache, server.url, progress=False,
+                           timeout=5, retries=0)
+  yield model, data, loaded, cache, server
+  server.close()
+
+
+def test_download_records_hash_and_then_works_offline(exported):
+  _, data, loaded, cache, server = exported
+  entry = pretrained.read_manifest(cache)["files"][f"models/{NAME}.metagraph"]
+  assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+  assert loaded.sha256 == entry["sha256"]
+  again = pretrained.load(NAME, cache, offline=True)
+  assert again.get_config()["sha256"] == entry["sha256"]
+  assert server.counts[f"/{NAME}.metagraph"] == 1
+  assert loaded.model_name == NAME and loaded.distortion == "mse"
+
+
+def test_latents_equal_the_model_analysis(exported):
+  model, _, loaded, _, _ = exported
+  x = crop_image()
+  y = loaded.analysis(x).numpy()
+  y0 = model.analysis(x).numpy()
+  assert y.shape == (1, 16, 12, 4)
+  np.testing.assert_allclose(y, y0, rtol=0, atol=1e-5 * np.abs(y0).max())
+  assert np.abs(np.round(y0)).max() >= 2  # latents use several bins
+  # Float input in [0, 1] is fed after the graph's own /255 scaling.
+  yf = loaded.analysis(x.astype(np.float32) / 255.).numpy()
+  np.testing.assert_allclose(yf, y, rtol=0, atol=1e-6 * np.abs(y0).max())
+
+
+def test_round_trip_is_bit_exact(exported, tmp_path):
+  model, _, loaded, _, _ = exported
+  x = crop_image()
+  strings, x_shape, y_shape = loaded.compress(x)
+  ref = model.compress(x)
+  assert strings.numpy()[0] == ref[0].numpy()[0]  # identical bit-stream
+  assert list(x_shape.numpy()) == [H, W] and list(y_shape.numpy()) == [16, 12]
+  x_hat = loaded.reconstruct(x).numpy()
+  assert x_hat.dtype == np.uint8 and x_hat.shape == x.shape
+  np.testing.assert_array_equal(x_hat, model.decompress(*ref).numpy())
+  psnr = tf.image.psnr(x_hat, x, 255).numpy()[0]
+  assert psnr > 5  # an untrained model, but a real decode of this image
+  # .tfci file round trip.
+  size = loaded.compress_to_file(x, tmp_path / "a.tfci")
+  assert size == os.path.getsize(tmp_path / "a.tfci")
+  np.testing.assert_array_equal(
+      loaded.decompress_file(tmp_path / "a.tfci").numpy(), x_hat)
+  name, _ = tfci.read_tfci(tmp_path / "a.tfci")
+  assert name == NAME
+
+
+def test_interface_pieces_agree_with_the_codec(exported):
+  model, _, loaded, _, _ = exported
+  x = np.concatenate([crop_image(), crop_image()[:, ::-1, ::-1]], 0)
+  y = loaded.analysis(x)
+  y_hat = loaded.quantize(y)
+  np.testing.assert_allclose(y_hat, model.em.quantize(model.analysis(x)),
+                             atol=1e-4)
+  x_float = loaded.synthesis(y_hat)
+  assert x_float.dtype == tf.float32 and x_float.shape == (2, 64, 48, 3)
+  via_pieces = tf.saturate_cast(
+      tf.round(x_float[:, :H, :W] * 255.), tf.uint8).numpy()
+  np.testing.assert_array_equal(via_pieces, loaded.reconstruct(x).numpy())
+  x_hat, bits = loaded(x)
+  assert x_hat.shape == x.shape
+  strings = loaded.compress(x)[0].numpy()
+  assert strings.shape == (2,)
+  np.testing.assert_array_equal(bits.numpy(), [8 * len(s) for s in strings])
+  noisy = loaded.quantize(y, training=True)
+  assert 0 < np.abs(noisy - y).max() <= 0.5
+  assert loaded.rate_unit == "bpp"
+
+
+def _tfci_tool_signature(path, signature):
+  """tfc's models/tfci.py `instantiate_model_signature`, reproduced: the
+  reference reader/writer for the interop checks."""
+  metagraph = tf.compat.v1.MetaGraphDef()
+  with open(path, "rb") as f:
+    metagraph.ParseFromString(f.read())
+  wrapped = tf.compat.v1.wrap_function(
+      lambda: tf.compat.v1.train.import_meta_graph(metagraph), [])
+  graph = wrapped.graph
+  sig = metagraph.signature_def[signature]
+  inputs = [graph.as_graph_element(sig.inputs[k].name)
+            for k in sorted(sig.inputs)]
+  outputs = [graph.as_graph_element(sig.outputs[k].name)
+             for k in sorted(sig.outputs)]
+  return wrapped.prune(inputs, outputs)
+
+
+def test_tfci_files_interoperate_with_the_tfci_tool(exported, tmp_path):
+  _, _, loaded, _, _ = exported
+  x = crop_image()
+  path = loaded.path
+  # tfci.py compress: sender(read_png(...)) -> PackedTensors with the name.
+  sender = _tfci_tool_signature(path, "sender")
+  packed = tfc.PackedTensors()
+  packed.model = NAME
+  packed.pack(sender(tf.constant(x[0])))
+  with open(tmp_path / "tool.tfci", "wb") as f:
+    f.write(packed.string)
+  ours = loaded.decompress_file(tmp_path / "tool.tfci").numpy()
+  np.testing.assert_array_equal(ours, loaded.reconstruct(x).numpy())
+  # tfci.py decompress of our file: unpack with the receiver's input dtypes.
+  loaded.compress_to_file(x, tmp_path / "ours.tfci")
+  with open(tmp_path / "ours.tfci", "rb") as f:
+    packed = tfc.PackedTensors(f.read())
+  assert packed.model == NAME
+  receiver = _tfci_tool_signature(path, "receiver")
+  image, = receiver(*packed.unpack([t.dtype for t in receiver.inputs]))
+  assert image.shape == (H, W, 3)  # rank 3, ready for encode_png
+  np.testing.assert_array_equal(image.numpy()[None], ours)
+  # A file of another model is refused with a clear message.
+  packed.model = "bmshj2018-factorized-mse-2"
+  with open(tmp_path / "other.tfci", "wb") as f:
+    f.write(packed.string)
+  with pytest.raises(ValueError, match="made by model"):
+    loaded.decompress_file(tmp_path / "other.tfci")
+
+
+def _legacy_metagraph(rng):
+  """A tfc 1.x-style factorized-prior graph, built by hand."""
+  c, r = 4, 12
+  w1 = rng.normal(0, .5, (5, 5, 3, c)).astype(np.float32)
+  w2 = rng.normal(0, .2, (5, 5, 3, c)).astype(np.float32)
+  medians = rng.uniform(-.3, .3, c).astype(np.float32)
+  k = np.arange(-r, r + 1)
+  pmf = np.exp(-np.abs(k) / 3.)
+  pmf = np.concatenate([pmf / pmf.sum() * (1 - 1e-3), [1e-3]])
+  cdf_row = gen_ops.pmf_to_quantized_cdf(
+      tf.constant(pmf, tf.float32), precision=16).numpy()
+  cdf = np.tile(cdf_row[None], [c, 1]).astype(np.int32)
+  cdf_len = np.full([c], cdf.shape[1], np.int32)
+  offset = np.full([c], -r, np.int32)
+  coder = dict(precision=16, overflow_width=4, debug_level=0)
+  graph = tf.Graph()
+  tf.compat.v1.disable_control_flow_v2()  # Enter/Exit loops, like TF 1.x
+  try:
+    with graph.as_default():
+      x = tf.compat.v1.placeholder(tf.uint8, [None, None, 3])
+      xb = tf.expand_dims(x, 0)
+      y = tf.nn.conv2d(tf.cast(xb, tf.float32) / 255., w1, strides=4,
+                       padding="SAME")
+      sym = tf.cast(tf.floor(y + (tf.constant(.5) - medians)), tf.int32)
+      idx = tf.broadcast_to(tf.range(c), tf.shape(sym)[1:])
+      strings = tf.map_fn(
+          lambda s: gen_ops.unbounded_index_range_encode(
+              s, idx, cdf, cdf_len, offset, **coder),
+          sym, dtype=tf.string)
+      x_shape, y_shape = tf.shape(xb)[1:-1], tf.shape(y)[1:-1]
+      s_in = tf.compat.v1.placeholder(tf.string, [1])
+      xs_in = tf.compat.v1.placeholder(tf.int32, [2])
+      ys_in = tf.compat.v1.placeholder(tf.int32, [2])
+      idx_r = tf.broadcast_to(tf.range(c), tf.concat([ys_in, [c]], 0))
+      dec = tf.map_fn(
+          lambda s: gen_ops.unbounded_index_range_decode(
+              s, idx_r, cdf, cdf_len, offset, **coder),
+          s_in, dtype=tf.int32)
+      y_hat = tf.cast(dec, tf.float32) + medians
+      shape = tf.shape(y_hat)
+      x_hat = tf.nn.conv2d_transpose(
+          y_hat, w2, tf.stack([shape[0], shape[1] * 4, shape[2] * 4, 3]),
+          strides=4, padding="SAME") + .5
+      x_hat = x_hat[0, :xs_in[0], :xs_in[1], :]
+      out = tf.cast(tf.round(tf.clip_by_value(x_hat, 0, 1) * 255), tf.uint8)
+      metagraph = tf.compat.v1.train.export_meta_graph(graph=graph)
+  finally:
+    tf.compat.v1.enable_control_flow_v2()
+  info = export._tensor_info  # pylint: disable=protected-access
+  sender = metagraph.signature_def["sender"]
+  sender.inputs["input_image"].CopyFrom(info(x))
+  for key, t in (("channel_0", strings), ("shape_x", x_shape),
+                 ("shape_y", y_shape)):
+    sender.outputs[key].CopyFrom(info(t))
+  receiver = metagraph.signature_def["receiver"]
+  for key, t in (("channel_0", s_in), ("shape_x", xs_in), ("shape_y", ys_in)):
+    receiver.inputs[key].CopyFrom(info(t))
+  receiver.outputs["output_image"].CopyFrom(info(out))
+  return metagraph, w1, medians
+
+
+def test_discovery_on_a_tfc1_style_graph(tmp_path):
+  metagraph, w1, medians = _legacy_metagraph(np.random.RandomState(0))
+  path = tmp_path / "legacy.metagraph"
+  path.write_bytes(metagraph.SerializeToString())
+  model = pretrained.load(str(path))
+  d = model.tensors
+  assert "Conv2D" in model._t(d.latent).op.type  # pylint: disable=protected-access
+  x = crop_image()
+  y = model.analysis(x).numpy()
+  y0 = tf.nn.conv2d(x.astype(np.float32) / 255., w1, 4, "SAME").numpy()
+  np.testing.assert_allclose(y, y0, atol=1e-5 * np.abs(y0).max())
+  y_hat = model.quantize(y).numpy()
+  np.testing.assert_array_equal(y_hat, np.floor(y + (.5 - medians)) + medians)
+  x_float = model.synthesis(y_hat)
+  expected = tf.cast(tf.round(
+      tf.clip_by_value(x_float[:, :H, :W], 0, 1) * 255), tf.uint8).numpy()
+  np.testing.assert_array_equal(model.reconstruct(x).numpy(), expected)
+  # the synthesis output is the conv + 0.5, before clip/round: not clipped.
+  assert x_float.numpy().min() < 0 or x_float.numpy().max() > 1
+  model.compress_to_file(x, tmp_path / "l.tfci")
+  np.testing.assert_array_equal(
+      model.decompress_file(tmp_path / "l.tfci").numpy(), expected)
+  assert tfci.read_tfci(tmp_path / "l.tfci")[0] == "legacy"
+
+
+def test_load_errors(tmp_path):
+  garbage = tmp_path / "garbage.metagraph"
+  garbage.write_bytes(b"\x00\x01garbage" * 100)
+  with pytest.raises(ValueError, match="not a tfci MetaGraphDef"):
+    pretrained.load(str(garbage))
+  with pytest.raises(ValueError, match="bmshj2018-factorized-msssim-8"):
+    pretrained.load(str(tmp_path / "missing.metagraph"))
+  with pytest.raises(pretrained.OfflineError, match="bin/download models"):
+    pretrained.load("bmshj2018-factorized-msssim-8", tmp_path, offline=True)
+
+
+def test_load_delegates_model_directories(tmp_path, monkeypatch):
+  """A directory (bin/train export) goes to tfc_perception.models.load_model
+  (whose own save/load round trip is tested in the models tests)."""
+  models = pytest.importorskip(
+      "tfc_perception.models",
+      reason="tfc_perception.models (load_model) is not available")
+  if not hasattr(models, "load_model"):
+    pytest.skip("tfc_perception.models.load_model is not available yet")
+  calls = []
+  monkeypatch.setattr(models, "load_model",
+                      lambda path: calls.append(path) or "loaded model")
+  (tmp_path / "m").mkdir()
+  assert pretrained.load(str(tmp_path / "m")) == "loaded model"
+  assert calls == [str(tmp_path / "m")]
