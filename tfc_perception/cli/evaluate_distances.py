@@ -1,0 +1,49 @@
+"""bin/evaluate distances: distances between image pairs.
+
+  bin/evaluate distances --reference A.png --distorted B.png
+  bin/evaluate distances --reference refs/ --distorted dists/ \
+      --distances psnr,msssim,nlpd --nlpd_variant laparra2016 --output t.csv
+
+Folders are paired by file name without extension. Prints a table; --output
+writes it as CSV (atomically). See docs/distances.md for the definitions.
+"""
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("reference", None, "Reference image file or folder.",
+                    required=True)
+flags.DEFINE_string("distorted", None, "Distorted image file or folder.",
+                    required=True)
+flags.DEFINE_list("distances", ["psnr", "msssim", "nlpd"],
+                  "Distances: psnr (dB), mse (image units), msssim "
+                  "(tf.image.ssim_multiscale), nlpd.")
+flags.DEFINE_enum("nlpd_variant", "laparra2016", ["laparra2016", "laparra2017"],
+                  "NLPD definition (docs/distances.md).")
+flags.DEFINE_integer("nlpd_levels", 6, "NLPD pyramid levels (6 needs >= 65 "
+                     "px per side).")
+flags.DEFINE_integer("msssim_scales", None, "MS-SSIM scales (default 5, which "
+                     "needs >= 161 px per side).")
+flags.DEFINE_float("max_val", None, "Peak value of float .npy images "
+                   "(ignored for 8-bit image files).")
+flags.DEFINE_string("output", None, "CSV file to write (optional).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from tfc_perception.distances import pairs  # pylint: disable=g-import-not-at-top
+  df = pairs.evaluate_pairs(
+      FLAGS.reference, FLAGS.distorted, FLAGS.distances,
+      max_val=FLAGS.max_val, nlpd_variant=FLAGS.nlpd_variant,
+      nlpd_levels=FLAGS.nlpd_levels, msssim_scales=FLAGS.msssim_scales,
+      output=FLAGS.output)
+  with pd.option_context("display.float_format", "{:.6g}".format,
+                         "display.width", 200):
+    print(df.drop(columns=["reference", "distorted"]).to_string(index=False))
+  if df.attrs.get("unmatched"):
+    print(f"{len(df.attrs['unmatched'])} distorted image(s) without a "
+          f"reference, skipped: {', '.join(df.attrs['unmatched'])}")
+  if FLAGS.output:
+    print(f"wrote {FLAGS.output}")

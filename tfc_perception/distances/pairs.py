@@ -1,0 +1,181 @@
+"""Distances between image files: one pair, or folders of pairs matched by
+file name (the library side of `bin/evaluate distances`)."""
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tfc_perception import _io
+from tfc_perception import _validation
+
+__all__ = ["evaluate_pairs", "load_image", "match_pairs", "PAIR_DISTANCES"]
+
+PAIR_DISTANCES = ("psnr", "mse", "msssim", "nlpd")
+IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm",
+                    ".pgm", ".npy")
+
+
+def load_image(path: str) -> np.ndarray:
+  """Reads an image file as an [H, W, C] array.
+
+  8-bit image files (PNG, BMP, JPEG, TIFF, PPM/PGM) give uint8 with 1
+  (greyscale) or 3 channels (palette and RGBA images are converted to RGB,
+  alpha dropped). .npy files are returned as stored ([H, W] gets a channel
+  axis); float arrays then need `max_val`.
+
+  Raises:
+    FileNotFoundError: missing file.
+    ValueError: unreadable file, or an image mode other than 8-bit.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"image not found: {path}")
+  if path.lower().endswith(".npy"):
+    array = np.load(path, allow_pickle=False)
+    return array[..., None] if array.ndim == 2 else array
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as img:
+      if img.mode == "L":
+        return np.array(img)[..., None]
+      if img.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
+        return np.array(img.convert("RGB"))
+      raise ValueError(f"{path}: image mode {img.mode!r} is not supported; "
+                       "accepted: 8-bit greyscale or colour (L, RGB, RGBA, "
+                       "P), or .npy arrays.")
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read the image ({e}).") from e
+
+
+def match_pairs(reference: str, distorted: str
+                ) -> Tuple[List[Tuple[str, str, str]], List[str]]:
+  """Pairs two files, or the files of two folders by file name.
+
+  Folders: a distorted file is paired with the reference file of the same
+  name without extension (so ref/a.png pairs with dist/a.png or dist/a.bmp).
+
+  Returns:
+    (pairs, unmatched): pairs as (name, reference path, distorted path),
+    sorted by name; unmatched distorted file names.
+
+  Raises:
+    FileNotFoundError: a path does not exist.
+    ValueError: a file given with a folder, or folders with no pair.
+  """
+  for path in (reference, distorted):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"not found: {path}")
+  ref_dir, dist_dir = os.path.isdir(reference), os.path.isdir(distorted)
+  if not ref_dir and not dist_dir:
+    return [(os.path.basename(distorted), reference, distorted)], []
+  if ref_dir != dist_dir:
+    raise ValueError("--reference and --distorted must both be files or both "
+                     f"be folders; got {reference!r} and {distorted!r}.")
+
+  def listing(folder):
+    out = {}
+    for name in sorted(os.listdir(folder)):
+      stem, ext = os.path.splitext(name)
+      if ext.lower() in IMAGE_EXTENSIONS and os.path.isfile(
+          os.path.join(folder, name)):
+        if stem in out:
+          raise ValueError(f"{folder} has two images named {stem!r} "
+                           f"({out[stem]} and {name}); pairs are matched by "
+                           "name without extension.")
+        out[stem] = name
+    return out
+
+  refs, dists = listing(reference), listing(distorted)
+  pairs = [(dists[s], os.path.join(reference, refs[s]),
+            os.path.join(distorted, dists[s])) for s in sorted(dists)
+           if s in refs]
+  unmatched = [dists[s] for s in sorted(dists) if s not in refs]
+  if not pairs:
+    raise ValueError(f"no pairs: none of the {len(dists)} images in "
+                     f"{distorted} has a namesake in {reference} (pairs are "
+                     "matched by file name without extension).")
+  return pairs, unmatched
+
+
+def evaluate_pairs(reference: str, distorted: str,
+                   names: Sequence[str] = PAIR_DISTANCES,
+                   max_val: Optional[float] = None,
+                   nlpd_variant: str = "laparra2016",
+                   nlpd_levels: int = 6,
+                   msssim_scales: Optional[int] = None,
+                   output: Optional[str] = None,
+                   progress: bool = True):
+  """Computes distances between image pairs (files, or folders matched by
+  name) and optionally writes them as CSV.
+
+  Args:
+    reference: reference image file or folder.
+    distorted: distorted image file or folder.
+    names: distances among PAIR_DISTANCES ("psnr" in dB, "mse" in the units
+      of the images (0-255 for 8-bit files), "msssim" (tf.image.
+      ssim_multiscale), "nlpd").
+    max_val: peak value for float .npy images (ignored for 8-bit files).
+    nlpd_variant: "laparra2016" or "laparra2017".
+    nlpd_levels: NLPD pyramid levels.
+    msssim_scales: MS-SSIM scales (None: 5, which needs >= 161 px).
+    output: CSV path (written atomically), or None.
+    progress: show a tqdm progress bar for several pairs.
+
+  Returns:
+    pandas.DataFrame with columns name, reference, distorted, height, width
+    and one column per distance (nlpd is named nlpd_<variant>);
+    `df.attrs["unmatched"]` lists distorted files without a reference.
+
+  Raises:
+    FileNotFoundError, ValueError: missing files, no pairs, unknown distance
+      names, images of different sizes, or images invalid for a distance.
+  """
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  import tqdm  # pylint: disable=g-import-not-at-top
+  from tfc_perception import distances  # pylint: disable=g-import-not-at-top
+
+  names = [n.strip().lower().replace("-", "_").replace("ms_ssim", "msssim")
+           for n in names if n.strip()]
+  if not names:
+    raise ValueError(f"no distances given; accepted: {', '.join(PAIR_DISTANCES)}.")
+  for n in names:
+    _validation.check_choice(n, "distance", PAIR_DISTANCES)
+  _validation.check_choice(nlpd_variant, "NLPD variant",
+                           distances.nlpd_module.VARIANTS)
+  pairs, unmatched = match_pairs(reference, distorted)
+  fns = {
+      "psnr": lambda x, y, m: distances.psnr(x, y, m),
+      "mse": lambda x, y, m: distances.mse(x, y, m),
+      "msssim": lambda x, y, m: distances.ms_ssim(x, y, m,
+                                                  num_scales=msssim_scales),
+      "nlpd": lambda x, y, m: distances.nlpd(x, y, m, variant=nlpd_variant,
+                                             num_levels=nlpd_levels),
+  }
+  rows: List[Dict] = []
+  for name, ref_path, dist_path in tqdm.tqdm(
+      pairs, desc="pairs", disable=not progress or len(pairs) < 2):
+    x, y = load_image(ref_path), load_image(dist_path)
+    if x.shape != y.shape:
+      if x.shape[:2] == y.shape[:2] and x.dtype == y.dtype == np.uint8:
+        # Greyscale vs colour: compare both as RGB.
+        x, y = (np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a
+                for a in (x, y))
+      else:
+        raise ValueError(f"{name}: the reference {ref_path} is {x.shape} and "
+                         f"the distorted image {dist_path} is {y.shape}; "
+                         "pairs must have the same size.")
+    m = None if x.dtype == np.uint8 else max_val
+    row = {"name": name, "reference": ref_path, "distorted": dist_path,
+           "height": x.shape[0], "width": x.shape[1]}
+    for n in names:
+      column = f"nlpd_{nlpd_variant}" if n == "nlpd" else n
+      try:
+        row[column] = float(fns[n](x[None], y[None], m)[0])
+      except ValueError as e:
+        raise ValueError(f"{name}: {n}: {e}") from e
+    rows.append(row)
+  df = pd.DataFrame(rows)
+  df.attrs["unmatched"] = unmatched
+  if output:
+    _io.write_csv(output, df)
+  return df
