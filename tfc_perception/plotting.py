@@ -159,7 +159,7 @@ def line_panel(ax, x, curves: Sequence, labels: Sequence[str], xlabel: str,
 
   Args:
     ax: Axes.
-    x: [N] abscissa (shared) or a list of per-curve abscissas.
+    x: [N] abscissa shared by all curves, or a tuple of per-curve abscissas.
     curves: list of [N] arrays.
     labels: legend labels.
     xlabel, ylabel: axis labels (with units).
@@ -170,7 +170,7 @@ def line_panel(ax, x, curves: Sequence, labels: Sequence[str], xlabel: str,
   if len(curves) != len(labels):
     raise ValueError(f"got {len(curves)} curves but {len(labels)} labels.")
   for i, (c, lab) in enumerate(zip(curves, labels)):
-    xi = x[i] if isinstance(x, (list, tuple)) else x
+    xi = x[i] if isinstance(x, tuple) else x
     fmt = styles[i] if styles else "-"
     ax.plot(xi, c, fmt, label=lab, lw=1.2, ms=4)
   ax.set_xlabel(xlabel)

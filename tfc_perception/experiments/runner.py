@@ -70,6 +70,7 @@ __all__ = [
 
 # Modules whose import registers experiments. Add one line per new module.
 BUILTIN_MODULES = [
+    "tfc_perception.experiments.student_t",
     "tfc_perception.experiments.dae",
 ]
 
