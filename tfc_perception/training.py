@@ -216,6 +216,10 @@ class TrainConfig:
     self._check_data(self.data, image, "--data")
     if self.validation_data:
       self._check_data(self.validation_data, image, "--validation_data")
+    if self.weight_density and not _sources().is_source_name(
+        self.weight_density):
+      raise ValueError(f"Unknown --weight_density {self.weight_density!r}; "
+                       f"accepted: {', '.join(_sources().SOURCES)}.")
     if self.distortion in _DENSITY_DISTORTIONS:
       if image:
         raise ValueError(f"--distortion {self.distortion} needs the exact "
@@ -231,10 +235,6 @@ class TrainConfig:
       raise ValueError("--weight_density is used only with --distortion "
                        f"density_mse or inverse_density_mse, not "
                        f"{self.distortion}.")
-    if self.weight_density and not _sources().is_source_name(
-        self.weight_density):
-      raise ValueError(f"Unknown --weight_density {self.weight_density!r}; "
-                       f"accepted: {', '.join(_sources().SOURCES)}.")
     return self
 
   @staticmethod
