@@ -9,7 +9,7 @@ synthesis, call, reconstruct, compress, decompress). See docs/pretrained.md.
 """
 
 import os
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from tfc_perception.pretrained.downloader import ChecksumError
 from tfc_perception.pretrained.downloader import download
@@ -22,7 +22,8 @@ from tfc_perception.pretrained.registry import default_registry
 from tfc_perception.pretrained.registry import Registry
 
 __all__ = [
-    "list_models", "download", "download_dataset", "load", "Registry",
+    "list_models", "list_artifacts", "download", "download_models",
+    "download_dataset", "load", "Registry",
     "default_registry", "resolve_cache_dir", "read_manifest", "DownloadError",
     "ChecksumError", "OfflineError",
 ]
@@ -41,6 +42,68 @@ def list_models(registry: Optional[Registry] = None) -> List[dict]:
   reg = registry or default_registry()
   return [dict(name=m.name, url=m.url, sha256=m.sha256, **dict(m.info))
           for m in reg.models]
+
+
+def download_models(names: Optional[Sequence[str]] = None,
+                    cache_dir: Optional[str] = None,
+                    url_prefix: Optional[str] = None, offline: bool = False,
+                    *, registry: Optional[Registry] = None,
+                    **kwargs) -> List[str]:
+  """Downloads (once, verified) several registry models.
+
+  Args:
+    names: model names; None means every model in the registry.
+    cache_dir, url_prefix, offline, registry, **kwargs: see `download`.
+
+  Returns:
+    The cached paths, in the order of `names`.
+
+  Raises:
+    KeyError: an unknown or non-model name (checked before any download).
+    See `download` for the others.
+  """
+  reg = registry or default_registry()
+  if names is None:
+    names = reg.model_names()
+  names = list(names)
+  if not names:
+    raise ValueError("no model names given (pass names, or None for all).")
+  bad = [n for n in names if n not in reg or reg.get(n).kind != "model"]
+  if bad:
+    raise KeyError(f"unknown model(s) {', '.join(bad)}; accepted: "
+                   f"{', '.join(reg.model_names())}.")
+  return [download(n, cache_dir, url_prefix, offline, registry=reg, **kwargs)
+          for n in names]
+
+
+def list_artifacts(cache_dir: Optional[str] = None,
+                   registry: Optional[Registry] = None) -> List[dict]:
+  """Every registry entry with its cache status (for `bin/download --list`).
+
+  Returns:
+    Dicts with kind ("model", dataset name, or "manual"), name, detail, and
+    cached (path or None; for datasets "k/n files").
+  """
+  reg = registry or default_registry()
+  root = resolve_cache_dir(cache_dir)
+  rows = []
+  for m in reg.models:
+    path = os.path.join(root, m.relpath)
+    rows.append(dict(
+        kind="model", name=m.name,
+        detail=(f"{m.get('metric')} q{m.get('quality')} N={m.get('N')} "
+                f"M={m.get('M')} sha256={'pinned' if m.sha256 else 'TOFU'}"),
+        cached=path if os.path.exists(path) else None))
+  for dname, items in reg.datasets.items():
+    have = sum(os.path.exists(os.path.join(root, a.relpath)) for a in items)
+    rows.append(dict(kind="dataset", name=dname,
+                     detail=f"{len(items)} files, sha256 pinned",
+                     cached=f"{have}/{len(items)} in {os.path.join(root, dname)}"))
+  for dname, entry in reg.manual.items():
+    rows.append(dict(kind="manual", name=dname,
+                     detail=f"manual download: {entry.get('archive_url')}",
+                     cached=None))
+  return rows
 
 
 def load(name_or_path, cache_dir: Optional[str] = None,
