@@ -321,9 +321,22 @@ class ContinuousEntropyCoding:
     key = prior_key(self.prior)
     cache = self.__dict__.get("_coding_cache")
     if cache is None or cache[0] != key:
+      table_fn = self.__dict__.get("_table_fn")
+      if table_fn is None:
+        # Building the tables runs tfc's tail estimation loop: ~10x faster
+        # as a graph than eagerly; the tables are identical.
+        def tables():
+          em = tfc.ContinuousBatchedEntropyModel(
+              self.prior, coding_rank=self._coding_rank, compression=True,
+              stateless=True, offset_heuristic=False)
+          return em.cdf, em.cdf_offset
+        table_fn = tf.function(tables, autograph=False)
+        object.__setattr__(self, "_table_fn", table_fn)
+      cdf, cdf_offset = table_fn()
       em = tfc.ContinuousBatchedEntropyModel(
-          self.prior, coding_rank=self._coding_rank, compression=True,
-          stateless=True, offset_heuristic=False)
+          prior_shape=self.prior.batch_shape, coding_rank=self._coding_rank,
+          compression=True, stateless=True, cdf=cdf, cdf_offset=cdf_offset,
+          offset_heuristic=False, bottleneck_dtype=tf.float32)
       object.__setattr__(self, "_coding_cache", (key, em))
       cache = self.__dict__["_coding_cache"]
     return cache[1]

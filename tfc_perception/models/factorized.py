@@ -23,7 +23,8 @@ import tensorflow_compression as tfc
 from tfc_perception import _validation
 from tfc_perception.models import base
 
-__all__ = ["FactorizedPrior", "QUALITY_LAMBDAS", "quality_config"]
+__all__ = ["FactorizedPrior", "QUALITY_LAMBDAS", "quality_config",
+           "analysis_transform", "synthesis_transform"]
 
 # CompressAI's lambdas for bmshj2018-factorized, qualities 1..8.
 QUALITY_LAMBDAS = {
@@ -90,24 +91,8 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
     self.quality = quality
     n, m = self.num_filters, self.latent_channels
 
-    def down(filters, i, gdn):
-      return tfc.SignalConv2D(
-          filters, (5, 5), name=f"layer_{i}", corr=True, strides_down=2,
-          padding="same_zeros", use_bias=True,
-          activation=tfc.GDN(name=f"gdn_{i}") if gdn else None)
-
-    def up(filters, i, igdn):
-      return tfc.SignalConv2D(
-          filters, (5, 5), name=f"layer_{i}", corr=False, strides_up=2,
-          padding="same_zeros", use_bias=True,
-          activation=tfc.GDN(name=f"igdn_{i}", inverse=True) if igdn else None)
-
-    self.analysis_transform = tf.keras.Sequential(
-        [down(n, 0, True), down(n, 1, True), down(n, 2, True),
-         down(m, 3, False)], name="analysis")
-    self.synthesis_transform = tf.keras.Sequential(
-        [up(n, 0, True), up(n, 1, True), up(n, 2, True), up(3, 3, False)],
-        name="synthesis")
+    self.analysis_transform = analysis_transform(n, m)
+    self.synthesis_transform = synthesis_transform(n)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(m,))
     self.entropy_model = tfc.ContinuousBatchedEntropyModel(
         self.prior, coding_rank=3, compression=False, offset_heuristic=False)
@@ -211,6 +196,35 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
 
   def compressed_dtypes(self):
     return (tf.string, tf.int32, tf.int32)
+
+
+def analysis_transform(num_filters: int, latent_channels: int):
+  """The bmshj2018 analysis transform: 4 x [5x5 conv, stride 2] (tfc
+  SignalConv2D, zero "same" padding, bias), GDN after the first three.
+  [N, H, W, 3] -> [N, H/16, W/16, latent_channels]."""
+  def down(filters, i, gdn):
+    return tfc.SignalConv2D(
+        filters, (5, 5), name=f"layer_{i}", corr=True, strides_down=2,
+        padding="same_zeros", use_bias=True,
+        activation=tfc.GDN(name=f"gdn_{i}") if gdn else None)
+  n, m = num_filters, latent_channels
+  return tf.keras.Sequential(
+      [down(n, 0, True), down(n, 1, True), down(n, 2, True),
+       down(m, 3, False)], name="analysis")
+
+
+def synthesis_transform(num_filters: int):
+  """The bmshj2018 synthesis transform: 4 x [5x5 transposed conv, stride 2],
+  inverse GDN after the first three. [N, h, w, M] -> [N, 16h, 16w, 3]."""
+  def up(filters, i, igdn):
+    return tfc.SignalConv2D(
+        filters, (5, 5), name=f"layer_{i}", corr=False, strides_up=2,
+        padding="same_zeros", use_bias=True,
+        activation=tfc.GDN(name=f"igdn_{i}", inverse=True) if igdn else None)
+  n = num_filters
+  return tf.keras.Sequential(
+      [up(n, 0, True), up(n, 1, True), up(n, 2, True), up(3, 3, False)],
+      name="synthesis")
 
 
 def _int_arg(value, name):
