@@ -55,8 +55,9 @@ class Tiny(tf.Module):
         tfc.SignalConv2D(8, (3, 3), corr=False, strides_up=2,
                          padding="same_zeros",
                          activation=tfc.GDN(inverse=True)),
+        # No bias: the last synthesis op is the transposed convolution.
         tfc.SignalConv2D(3, (3, 3), corr=False, strides_up=2,
-                         padding="same_zeros")])
+                         padding="same_zeros", use_bias=False)])
     self.a(tf.zeros([1, 16, 16, 3]))
     self.s(tf.zeros([1, 4, 4, 4]))
     for v in self.a.trainable_variables:
@@ -250,9 +251,12 @@ def _legacy_metagraph(rng):
           s_in, dtype=tf.int32)
       y_hat = tf.cast(dec, tf.float32) + medians
       shape = tf.shape(y_hat)
-      x_hat = tf.nn.conv2d_transpose(
-          y_hat, w2, tf.stack([shape[0], shape[1] * 4, shape[2] * 4, 3]),
-          strides=4, padding="SAME") + .5
+      full = tf.nn.conv2d_transpose(
+          y_hat, w2, tf.stack([shape[0], shape[1] * 4 + 1, shape[2] * 4 + 1,
+                               3]), strides=4, padding="VALID") + .5
+      # The synthesis ends with its own crop (bounds from y_hat's shape) ...
+      x_hat = full[:, :shape[1] * 4, :shape[2] * 4, :]
+      # ... then the receiver crops to the transmitted image shape.
       x_hat = x_hat[0, :xs_in[0], :xs_in[1], :]
       out = tf.cast(tf.round(tf.clip_by_value(x_hat, 0, 1) * 255), tf.uint8)
       metagraph = tf.compat.v1.train.export_meta_graph(graph=graph)
@@ -285,10 +289,11 @@ def test_discovery_on_a_tfc1_style_graph(tmp_path):
   y_hat = model.quantize(y).numpy()
   np.testing.assert_array_equal(y_hat, np.floor(y + (.5 - medians)) + medians)
   x_float = model.synthesis(y_hat)
+  assert x_float.shape == (1, 64, 48, 3)  # stopped at the synthesis crop
   expected = tf.cast(tf.round(
       tf.clip_by_value(x_float[:, :H, :W], 0, 1) * 255), tf.uint8).numpy()
   np.testing.assert_array_equal(model.reconstruct(x).numpy(), expected)
-  # the synthesis output is the conv + 0.5, before clip/round: not clipped.
+  # The synthesis output is taken before clip/round: not clipped.
   assert x_float.numpy().min() < 0 or x_float.numpy().max() > 1
   model.compress_to_file(x, tmp_path / "l.tfci")
   np.testing.assert_array_equal(

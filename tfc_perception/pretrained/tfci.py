@@ -119,6 +119,12 @@ class _Graph:
     return seen
 
 
+def _low_rank(t) -> bool:
+  """True for tensors known to be scalars/vectors (shape arithmetic), which
+  cannot be an image latent."""
+  return t.shape.rank is not None and t.shape.rank < 3
+
+
 def _static_value(t):
   try:
     v = tf.get_static_value(t)
@@ -200,7 +206,8 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
   Sender side (latent y):
     1. The image is the sender's only uint8 input; the bit strings are the
        sender's tf.string outputs.
-    2. The quantiser is the rounding op (Round/Rint/Floor) that is both
+    2. The quantiser is the rounding op (Round/Rint/Floor, not of known
+       rank < 3, which would be shape arithmetic) that is both
        downstream of the image and upstream of the bit strings, nearest
        (fewest ops, breadth-first over data edges, through loops and
        TensorArray flows) to the strings.
@@ -214,12 +221,15 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
   Receiver side:
     5. From the uint8 output walk upstream through the "to pixels" ops: casts,
        Round/Floor, clipping (ClipByValue/Maximum/Minimum with constant
-       bounds), multiplication by the constant 255 (addition of 0.5), and
-       cropping (StridedSlice/Slice whose bounds depend on the receiver's
-       shape inputs, or that drop the batch axis; Squeeze/ExpandDims). The
-       first op that is none of these produced the float reconstruction.
+       bounds), multiplication by the constant 255, addition of 0.5 right
+       before a Floor (rounding as floor(v + 0.5)), and cropping (StridedSlice/Slice whose bounds depend on the receiver's
+       shape inputs but not on the received strings - so a transposed
+       convolution's internal crop is not crossed - or that drop the batch
+       axis; Squeeze/ExpandDims). The first op that is none of these
+       produced the float reconstruction.
     6. Among the reconstruction's ancestors downstream of the received
-       strings, the integer -> float Cast farthest from the reconstruction is
+       strings, the integer -> float Cast (not of known rank < 3) farthest
+       from the reconstruction is
        the dequantisation: its input is the decoded symbols; walking
        downstream through offset additions (+ medians/offset) gives y_hat.
 
@@ -251,7 +261,8 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
   down_image = g.descendants([image])
   up_strings = g.ancestors(strings)
   quantizers = [op for op in up_strings
-                if op.type in _QUANTIZERS and op in down_image]
+                if op.type in _QUANTIZERS and op in down_image
+                and not _low_rank(op.outputs[0])]
   if not quantizers:
     raise ValueError("found no rounding op (Round/Rint/Floor) between the "
                      "sender's image input and its bit strings.")
@@ -335,7 +346,11 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
                 _is_const_near(other[0], .5)):
           nxt = dep[0]
     elif op.type in ("StridedSlice", "Slice"):
-      bounds_dynamic = any(i.op in down_inputs for i in op.inputs[1:])
+      # Bounds from the received image shape (not from the decoded tensor's
+      # own shape, as in a transposed convolution's internal crop).
+      bounds_dynamic = any(
+          i.op in down_inputs and i.op not in down_strings
+          for i in op.inputs[1:])
       drops_axis = (op.type == "StridedSlice" and op.get_attr(
           "shrink_axis_mask") != 0)
       if bounds_dynamic or drops_axis:
@@ -351,7 +366,8 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
   up_rec = g.ancestors([reconstruction])
   casts = [op for op in up_rec if op.type == "Cast" and op in down_strings
            and op.inputs[0].dtype.is_integer
-           and op.outputs[0].dtype.is_floating]
+           and op.outputs[0].dtype.is_floating
+           and not _low_rank(op.outputs[0])]
   if not casts:
     raise ValueError("found no integer -> float dequantisation (Cast) between "
                      "the received strings and the reconstruction.")
