@@ -35,6 +35,7 @@ _REGISTRY = {
     "toy2d": "tfc_perception.models.toy2d:Toy2DCompressor",
     "factorized": "tfc_perception.models.factorized:FactorizedPrior",
     "softquant": "tfc_perception.models.softquant:SoftQuantizedAutoencoder",
+    "pixelcnn": "tfc_perception.models.pixelcnn:PixelCNN",
     "dae": "tfc_perception.models.dae:DenoisingAutoencoder",
 }
 
