@@ -220,3 +220,14 @@ def test_resume_with_other_settings_is_refused(tmp_path):
   with pytest.raises(ValueError, match=r"other settings \(lmbda: 10.0 -> 5.0"):
     training.train(dict(TOY, epochs=2, steps_per_epoch=1, lmbda=5.0,
                         train_dir=str(tmp_path / "run")))
+
+
+def test_mixed_bfloat16_policy(tmp_path):
+  result = training.train(dict(TOY, epochs=1, steps_per_epoch=2,
+                               precision_policy="mixed_bfloat16",
+                               train_dir=str(tmp_path / "bf16")))
+  dense = result.model.analysis_transform.layers[0]
+  assert dense.compute_dtype == "bfloat16" and dense.dtype == "float32"
+  assert np.isfinite(result.history[-1]["loss"])
+  # The process-wide policy is restored afterwards.
+  assert tf.keras.mixed_precision.global_policy().name == "float32"

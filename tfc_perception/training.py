@@ -53,7 +53,7 @@ import tensorflow as tf
 from tfc_perception import _io
 
 __all__ = ["TrainConfig", "TrainResult", "train", "make_strategy",
-           "configure_logical_cpus", "PRECISION_POLICIES", "STRATEGIES"]
+           "configure_logical_cpus", "float32_bottlenecks", "PRECISION_POLICIES", "STRATEGIES"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -494,6 +494,31 @@ def _build_optimizer_state(model):
   inner.build(model.trainable_variables)
 
 
+def float32_bottlenecks(model) -> int:
+  """Makes the training entropy models of `model` take float32 latents.
+
+  tfc's ContinuousBatchedEntropyModel takes its `bottleneck_dtype` from the
+  Keras policy at construction, so a model built under mixed_bfloat16 /
+  mixed_float16 gets a bfloat16/float16 entropy model, while the models feed
+  it float32 latents (the rate must be computed in float32). Until the models
+  pass `bottleneck_dtype=tf.float32` themselves, this replaces such an entropy
+  model by the same one (same prior object, coding rank, offset setting; it
+  holds no variables of its own, so checkpoints are unchanged) with float32
+  bottlenecks. Returns the number of entropy models replaced.
+  """
+  import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
+  em = getattr(model, "entropy_model", None)
+  if not isinstance(em, tfc.ContinuousBatchedEntropyModel) or (
+      em.bottleneck_dtype == tf.float32 or em.compression):
+    return 0
+  model.entropy_model = tfc.ContinuousBatchedEntropyModel(
+      em.prior, coding_rank=em.coding_rank, compression=False,
+      offset_heuristic=em.offset_heuristic,
+      expected_grads=em.expected_grads, tail_mass=em.tail_mass,
+      laplace_tail_mass=em.laplace_tail_mass, bottleneck_dtype=tf.float32)
+  return 1
+
+
 def _check_resume_config(path: str, cfg: TrainConfig) -> None:
   saved = _io.read_json(path)
   changed = [f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}"
@@ -571,6 +596,8 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
             density_fn=density, seed=cfg.seed)
       except TypeError as e:
         raise ValueError(f"--model {cfg.model}: {e}") from None
+      if cfg.precision_policy != "float32":
+        float32_bottlenecks(model)
       model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
       _build_optimizer_state(model)
       epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False,
