@@ -72,6 +72,7 @@ __all__ = [
 BUILTIN_MODULES = [
     "tfc_perception.experiments.student_t",
     "tfc_perception.experiments.dae",
+    "tfc_perception.experiments.sensitivity",
 ]
 
 PRESETS = ("tiny", "quick", "paper")
