@@ -301,6 +301,21 @@ def test_discovery_on_a_tfc1_style_graph(tmp_path):
   assert tfci.read_tfci(tmp_path / "l.tfci")[0] == "legacy"
 
 
+def test_bad_inputs_are_rejected(exported):
+  _, _, loaded, _, _ = exported
+  x = crop_image()
+  with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+    loaded.analysis(x.astype(np.float32))  # 0..255 floats
+  with pytest.raises(ValueError, match="x\\[None\\]"):
+    loaded.reconstruct(x[0])
+  with pytest.raises(ValueError, match="RGB"):
+    loaded.analysis(x[..., :1])
+  with pytest.raises(ValueError, match="takes 3 tensors"):
+    loaded.decompress(*loaded.compress(x)[:2])
+  with pytest.raises(ValueError, match="one image"):
+    loaded.compress_to_file(np.concatenate([x, x]), "unused.tfci")
+
+
 def test_load_errors(tmp_path):
   garbage = tmp_path / "garbage.metagraph"
   garbage.write_bytes(b"\x00\x01garbage" * 100)

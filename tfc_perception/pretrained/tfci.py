@@ -410,6 +410,12 @@ def _as_images(x, name="x"):
   if x.dtype != tf.uint8 and not x.dtype.is_floating:
     raise ValueError(f"{name} has dtype {x.dtype.name}; accepted: uint8 "
                      "([0, 255]) or float in [0, 1].")
+  if x.dtype.is_floating:
+    v = x.numpy()
+    if not np.all(np.isfinite(v)) or v.min() < -0.5 or v.max() > 1.5:
+      raise ValueError(f"{name} is float and must be finite and in [0, 1] "
+                       f"(got range [{v.min()}, {v.max()}]); give uint8 "
+                       "images for [0, 255].")
   return x
 
 
