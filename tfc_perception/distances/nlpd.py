@@ -124,9 +124,10 @@ def _to_planes(x: tf.Tensor, max_val: float, color: str,
                        tf.constant(RGB2GRAY, tf.float64), [[3], [0]])
       y = tf.cast(tf.floor(y + 0.5) / 255.0, tf.float32)
     else:
-      y = tf.tensordot(x, tf.constant(RGB2GRAY, tf.float32),
-                       [[3], [0]]) / max_val
-    return y[..., None]
+      y = tf.reduce_sum(x * tf.constant(RGB2GRAY, tf.float32), axis=3,
+                        keepdims=True) / max_val
+      return y
+    return tf.expand_dims(y, 3)
   x = x / max_val
   if channels == 1:
     return x
@@ -143,20 +144,23 @@ def _safe_sqrt(v: tf.Tensor) -> tf.Tensor:
 
 
 def _safe_pow(v: tf.Tensor, p: float) -> tf.Tensor:
-  """v ** p for v >= 0, with gradient 0 (not inf/NaN) at v == 0."""
+  """v ** p (p > 0) for v >= 0, as exp(p log v) (tf.pow is several times
+  slower on CPU); 0 for v <= 0, with gradient 0 (not inf/NaN) there."""
   positive = v > 0
-  return tf.where(positive, tf.pow(tf.where(positive, v, tf.ones_like(v)), p),
-                  tf.zeros_like(v))
+  safe = tf.where(positive, v, tf.ones_like(v))
+  return tf.where(positive, tf.exp(tf.math.log(safe) * p), tf.zeros_like(v))
 
 
 def _shifted_sum(a: tf.Tensor, taps) -> tf.Tensor:
   """sum_t w_t * a shifted by (dr_t, dc_t) with zero fill: out[i, j] =
   sum w a[i + dr, j + dc]. `a` is [N, H, W, 1]; offsets are in [-2, 2]."""
-  h, w = tf.shape(a)[1], tf.shape(a)[2]
+  # tf.slice rather than strided slicing: its gradient (a Pad) is far
+  # cheaper on CPU than StridedSliceGrad.
+  size = tf.shape(a)
   padded = tf.pad(a, [[0, 0], [2, 2], [2, 2], [0, 0]])
   out = None
   for weight, dr, dc in taps:
-    term = weight * padded[:, 2 + dr:2 + dr + h, 2 + dc:2 + dc + w, :]
+    term = weight * tf.slice(padded, [0, 2 + dr, 2 + dc, 0], size)
     out = term if out is None else out + term
   return out
 
@@ -204,7 +208,7 @@ def _up2016(c: tf.Tensor, fine_hw) -> tf.Tensor:
   insertion + correlation, VALID) the kept window starts at index 4."""
   padded = tf.pad(c, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")  # edge
   up = _conv1d_transpose(_conv1d_transpose(padded, 2 * _F, 2), 2 * _F, 1)
-  return up[:, 4:4 + fine_hw[0], 4:4 + fine_hw[1], :]
+  return tf.slice(up, [0, 4, 4, 0], tf.stack([-1, fine_hw[0], fine_hw[1], -1]))
 
 
 def _normalised_pyramid_2016(x: tf.Tensor, num_levels: int):
@@ -232,11 +236,10 @@ def _normalised_pyramid_2016(x: tf.Tensor, num_levels: int):
 
 
 def _nlpd_2016(planes_x, planes_y, num_levels):
-  n = tf.shape(planes_x)[0]
   levels = _normalised_pyramid_2016(tf.concat([planes_x, planes_y], 0),
                                     num_levels)
   rms = [_safe_sqrt(tf.reduce_mean(tf.math.squared_difference(
-      z[:n], z[n:]), axis=[1, 2, 3])) for z in levels]
+      *tf.split(z, 2)), axis=[1, 2, 3])) for z in levels]
   return tf.add_n(rms) / float(num_levels)
 
 
@@ -247,33 +250,40 @@ def _nlpd_2016(planes_x, planes_y, num_levels):
 def _luminance_2017(x01: tf.Tensor) -> tf.Tensor:
   """Display luminance (cd/m^2) then the photoreceptor power law. Values
   below 0 are clipped to 0 (the display's black, cdm_min)."""
-  lum = tf.pow(tf.maximum(x01, 0.0), _GAMMA) * (_CDM_MAX - _CDM_MIN) + _CDM_MIN
-  return tf.pow(lum, _PHOTORECEPTOR_EXP)
+  # x^p as exp(p log x): tf.pow is several times slower on CPU.
+  lum = _safe_pow(x01, _GAMMA) * (_CDM_MAX - _CDM_MIN) + _CDM_MIN
+  return tf.exp(tf.math.log(lum) * _PHOTORECEPTOR_EXP)
 
 
 def _normalised_pyramid_2017(x: tf.Tensor, num_levels: int):
-  kernel = tf.constant(np.outer(_F, _F)[:, :, None, None], x.dtype)
+  """Laplacian pyramid + normalisation of luminance planes [N, H, W, 1].
+
+  K = f f^T is applied as two 1-D passes (the same sums, in a different
+  order, so equal to the 2-D convolution to float precision)."""
   pad4 = [[0, 0], [4, 4], [4, 4], [0, 0]]
   p = tf.constant(LAPARRA2017_FILTER[:, :, None, None], x.dtype)
   out = []
   for _ in range(num_levels - 1):
-    down = tf.nn.conv2d(tf.pad(x, pad4, "REFLECT"), kernel, 2, "VALID")
-    up = tf.nn.conv2d_transpose(down, 4.0 * kernel, tf.shape(x), 2, pad4)
-    band = x - up
+    # down = conv2d(REFLECT-pad(x, 4), K, stride 2, VALID).
+    padded = tf.pad(x, pad4, "REFLECT")
+    down = _conv1d(_conv1d(padded, _F, 2, 2), _F, 1, 2)
+    # up = conv2d_transpose(down, 4K, stride 2, padding 4) to x's shape,
+    # i.e. the VALID transposed convolution cropped by 4 at the start.
+    full = _conv1d_transpose(_conv1d_transpose(down, 2 * _F, 2), 2 * _F, 1)
+    band = x - tf.slice(full, [0, 4, 4, 0], tf.shape(x))
     out.append(band / (tf.nn.conv2d(tf.abs(band), p, 1, "SAME")
                        + _LAPARRA2017_BAND_CONST))
-    x = down[:, 1:-1, 1:-1, :]
+    x = tf.slice(down, [0, 1, 1, 0], tf.shape(down) - [0, 2, 2, 0])
   out.append(x / (tf.abs(x) + _LAPARRA2017_RESIDUAL_CONST))
   return out
 
 
 def _nlpd_2017(planes_x, planes_y, num_levels):
-  n = tf.shape(planes_x)[0]
   levels = _normalised_pyramid_2017(
       _luminance_2017(tf.concat([planes_x, planes_y], 0)), num_levels)
   e = _LAPARRA2017_POOL_EXP
   pooled = [_safe_pow(tf.reduce_mean(tf.math.squared_difference(
-      z[:n], z[n:]), axis=[1, 2, 3]), 0.5 * e) for z in levels]
+      *tf.split(z, 2)), axis=[1, 2, 3]), 0.5 * e) for z in levels]
   return tf.pow(tf.add_n(pooled) / float(num_levels), 1.0 / e)
 
 

@@ -1,0 +1,128 @@
+"""Benchmark of tfc_perception.distances: images/s, forward and
+forward+backward, float32, with tf.image.ssim_multiscale as the baseline
+measured in the same run.
+
+  .venv/bin/python benchmarks/distances.py                     # full run
+  .venv/bin/python benchmarks/distances.py --shapes 8x256x256x3 --repeats 5
+
+Prints one JSON document (and writes it to --output if given). Each entry:
+distance, shape, mode ("forward" | "forward_backward"), images_per_s (batch /
+median seconds per call), seconds_per_call (median), ratio_to_baseline
+(images_per_s / that of tf.image.ssim_multiscale for the same shape and mode).
+The backward pass is the gradient with respect to the distorted batch (as in
+training). Functions are wrapped in tf.function; the first two calls
+(tracing, warm-up) are not timed.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfc_perception import _io  # noqa: E402
+from tfc_perception import distances  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("shapes", ["8x256x256x3", "8x384x512x3"],
+                  "Batch shapes NxHxWxC (512x384 is TID2013's size).")
+flags.DEFINE_list("distances", ["tf.image.ssim_multiscale", "mse", "psnr",
+                                "ms_ssim", "nlpd_laparra2016",
+                                "nlpd_laparra2017"], "Distances to time.")
+flags.DEFINE_integer("repeats", 10, "Timed calls per measurement (median).")
+flags.DEFINE_string("output", None, "Also write the JSON here (atomically).")
+
+BASELINE = "tf.image.ssim_multiscale"
+
+FUNCTIONS = {
+    BASELINE: lambda x, y: tf.image.ssim_multiscale(x, y, 1.0),
+    "mse": lambda x, y: distances.mse(x, y, 1.0),
+    "psnr": lambda x, y: distances.psnr(x, y, 1.0),
+    "ms_ssim": lambda x, y: distances.ms_ssim(x, y, 1.0),
+    "nlpd_laparra2016": lambda x, y: distances.nlpd(x, y, 1.0),
+    "nlpd_laparra2017": lambda x, y: distances.nlpd(
+        x, y, 1.0, variant="laparra2017"),
+}
+
+
+def _time(fn, args, repeats):
+  for _ in range(2):
+    _ = [t.numpy() for t in tf.nest.flatten(fn(*args))]
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    _ = [t.numpy() for t in tf.nest.flatten(fn(*args))]
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def benchmark(shapes, names, repeats):
+  """Runs the measurements; returns the list of result dicts."""
+  results = []
+  for shape_str in shapes:
+    shape = tuple(int(s) for s in shape_str.lower().split("x"))
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random(shape, np.float32))
+    y = tf.constant(np.clip(x.numpy() + rng.normal(
+        0, 0.05, shape).astype(np.float32), 0, 1))
+    for name in names:
+      fn = FUNCTIONS[name]
+      forward = tf.function(fn)
+
+      @tf.function
+      def forward_backward(a, b, fn=fn):
+        with tf.GradientTape() as tape:
+          tape.watch(b)
+          value = tf.reduce_sum(fn(a, b))
+        return value, tape.gradient(value, b)
+
+      for mode, f in (("forward", forward),
+                      ("forward_backward", forward_backward)):
+        seconds = _time(f, (x, y), repeats)
+        results.append({"distance": name, "shape": list(shape), "mode": mode,
+                        "seconds_per_call": seconds,
+                        "images_per_s": shape[0] / seconds})
+        print(f"{name:26s} {shape_str:14s} {mode:17s} "
+              f"{shape[0] / seconds:9.1f} img/s", file=sys.stderr)
+  for r in results:
+    base = [b for b in results if b["distance"] == BASELINE
+            and b["shape"] == r["shape"] and b["mode"] == r["mode"]]
+    if base:
+      r["ratio_to_baseline"] = r["images_per_s"] / base[0]["images_per_s"]
+  return results
+
+
+def main(argv):
+  del argv
+  for name in FLAGS.distances:
+    if name not in FUNCTIONS:
+      raise app.UsageError(f"unknown distance {name!r}; accepted: "
+                           f"{', '.join(FUNCTIONS)}")
+  start = time.time()
+  load_before = os.getloadavg()
+  results = benchmark(FLAGS.shapes, FLAGS.distances, FLAGS.repeats)
+  doc = {
+      "benchmark": "distances",
+      "baseline": BASELINE,
+      "results": results,
+      "machine": {"cpu_count": os.cpu_count(),
+                  "loadavg_1min_before": load_before[0],
+                  "loadavg_1min_after": os.getloadavg()[0]},
+      "manifest": _io.make_manifest(
+          {"shapes": FLAGS.shapes, "distances": FLAGS.distances,
+           "repeats": FLAGS.repeats}, wall_time_s=time.time() - start),
+  }
+  text = json.dumps(doc, indent=2, default=str)
+  print(text)
+  if FLAGS.output:
+    _io.write_text(FLAGS.output, text + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
