@@ -211,7 +211,17 @@ def test_tfci_files_interoperate_with_the_tfci_tool(exported, tmp_path):
     loaded.decompress_file(tmp_path / "other.tfci")
 
 
-def _legacy_metagraph(rng):
+def _clip_round(x_hat):
+  """tfc 1.x examples' write_png: clip to [0, 1], round(x * 255), cast."""
+  return tf.cast(tf.round(tf.clip_by_value(x_hat, 0, 1) * 255), tf.uint8)
+
+
+def _convert_image_dtype(x_hat):
+  """x * 255.5 then saturate_cast, no Round op."""
+  return tf.image.convert_image_dtype(x_hat, tf.uint8, saturate=True)
+
+
+def _legacy_metagraph(rng, to_uint8):
   """A tfc 1.x-style factorized-prior graph, built by hand."""
   c, r = 4, 12
   w1 = rng.normal(0, .5, (5, 5, 3, c)).astype(np.float32)
@@ -258,7 +268,7 @@ def _legacy_metagraph(rng):
       x_hat = full[:, :shape[1] * 4, :shape[2] * 4, :]
       # ... then the receiver crops to the transmitted image shape.
       x_hat = x_hat[0, :xs_in[0], :xs_in[1], :]
-      out = tf.cast(tf.round(tf.clip_by_value(x_hat, 0, 1) * 255), tf.uint8)
+      out = to_uint8(x_hat)
       metagraph = tf.compat.v1.train.export_meta_graph(graph=graph)
   finally:
     tf.compat.v1.enable_control_flow_v2()
@@ -275,8 +285,10 @@ def _legacy_metagraph(rng):
   return metagraph, w1, medians
 
 
-def test_discovery_on_a_tfc1_style_graph(tmp_path):
-  metagraph, w1, medians = _legacy_metagraph(np.random.RandomState(0))
+@pytest.mark.parametrize("to_uint8", [_clip_round, _convert_image_dtype])
+def test_discovery_on_a_tfc1_style_graph(tmp_path, to_uint8):
+  metagraph, w1, medians = _legacy_metagraph(np.random.RandomState(0),
+                                             to_uint8)
   path = tmp_path / "legacy.metagraph"
   path.write_bytes(metagraph.SerializeToString())
   model = pretrained.load(str(path))
@@ -290,8 +302,7 @@ def test_discovery_on_a_tfc1_style_graph(tmp_path):
   np.testing.assert_array_equal(y_hat, np.floor(y + (.5 - medians)) + medians)
   x_float = model.synthesis(y_hat)
   assert x_float.shape == (1, 64, 48, 3)  # stopped at the synthesis crop
-  expected = tf.cast(tf.round(
-      tf.clip_by_value(x_float[:, :H, :W], 0, 1) * 255), tf.uint8).numpy()
+  expected = to_uint8(x_float[:, :H, :W]).numpy()
   np.testing.assert_array_equal(model.reconstruct(x).numpy(), expected)
   # The synthesis output is taken before clip/round: not clipped.
   assert x_float.numpy().min() < 0 or x_float.numpy().max() > 1

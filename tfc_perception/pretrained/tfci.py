@@ -159,6 +159,8 @@ class DiscoveredTensors:
     latent_hat: dequantised latent y_hat (synthesis input).
     reconstruction: float reconstruction (synthesis output, nominal [0, 1],
       before scaling to [0, 255], rounding, clipping and cropping).
+    reconstruction_scale: factor mapping `reconstruction` to [0, 1] (1, or
+      1/255 for a graph that converts to uint8 without multiplying by 255).
   """
   image: str
   image_float: Optional[str]
@@ -170,6 +172,7 @@ class DiscoveredTensors:
   decoded_symbols: str
   latent_hat: str
   reconstruction: str
+  reconstruction_scale: float = 1.0
 
   def as_dict(self):
     return dataclasses.asdict(self)
@@ -221,9 +224,11 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
   Receiver side:
     5. From the uint8 output walk upstream through the "to pixels" ops: casts,
        Round/Floor, clipping (ClipByValue/Maximum/Minimum with constant
-       bounds), multiplication by the constant 255, addition of 0.5 right
-       before a Floor (rounding as floor(v + 0.5)), and cropping (StridedSlice/Slice whose bounds depend on the receiver's
-       shape inputs but not on the received strings - so a transposed
+       bounds), one multiplication by a constant 255 or 255.5 (the latter
+       is tf.image.convert_image_dtype), addition of 0.5 after that
+       multiplication (rounding as floor/cast(v + 0.5)), and cropping
+       (StridedSlice/Slice whose bounds depend on the receiver's shape
+       inputs but not on the received strings - so a transposed
        convolution's internal crop is not crossed - or that drop the batch
        axis; Squeeze/ExpandDims). The first op that is none of these
        produced the float reconstruction.
@@ -328,7 +333,7 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
   down_strings = g.descendants(r_strings)
   down_inputs = g.descendants(r_in)
   t = out
-  prev = None  # type of the op walked through last (downstream of t)
+  scale = None  # the constant ~255 crossed (pixel domain -> [0, 1] domain)
   for _ in range(32):
     op = t.op
     nxt = None
@@ -340,10 +345,13 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
       dep = [i for i in op.inputs if i.op in down_strings]
       other = [i for i in op.inputs if i.op not in down_inputs]
       if len(dep) == 1 and len(other) == 1:
-        if op.type in ("Maximum", "Minimum") or (
-            op.type == "Mul" and _is_const_near(other[0], 255.0)) or (
-                op.type in ("Add", "AddV2") and prev == "Floor" and
-                _is_const_near(other[0], .5)):
+        if op.type in ("Maximum", "Minimum"):
+          nxt = dep[0]
+        elif op.type == "Mul" and scale is None and _is_const_near(
+            other[0], 255.5, rtol=0.004):  # 255 (round) or 255.5 (tf.image)
+          nxt, scale = dep[0], float(np.mean(_static_value(other[0])))
+        elif op.type in ("Add", "AddV2") and scale is None and (
+            _is_const_near(other[0], .5)):  # rounding as floor/cast(v + .5)
           nxt = dep[0]
     elif op.type in ("StridedSlice", "Slice"):
       # Bounds from the received image shape (not from the decoded tensor's
@@ -357,8 +365,11 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
         nxt = op.inputs[0]
     if nxt is None:
       break
-    prev, t = op.type, nxt
+    t = nxt
   reconstruction = t
+  if scale is None:
+    logging.warning("no multiplication by 255 before the uint8 output: "
+                    "taking %s to be in [0, 255]", t.name)
   if not reconstruction.dtype.is_floating or reconstruction.op not in (
       down_strings):
     raise ValueError("could not find the float reconstruction before the "
@@ -394,7 +405,8 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
       receiver_inputs=[t.name for t in r_in],
       reconstruction_uint8=out.name, latent=latent.name, symbols=symbols.name,
       decoded_symbols=cast.inputs[0].name, latent_hat=latent_hat.name,
-      reconstruction=reconstruction.name)
+      reconstruction=reconstruction.name,
+      reconstruction_scale=1.0 if scale is not None else 1 / 255.)
 
 
 def _as_images(x, name="x"):
@@ -543,8 +555,11 @@ class TfciModel:
     d = self.tensors
     fn = self._fn("synthesis", [d.latent_hat], [d.reconstruction])
     feed = self._t(d.latent_hat)
-    return tf.concat([_batched(fn(_feed(y_hat[i:i + 1], feed))[0], 4)
-                      for i in range(y_hat.shape[0])], 0)
+    x_hat = tf.concat([_batched(fn(_feed(y_hat[i:i + 1], feed))[0], 4)
+                       for i in range(y_hat.shape[0])], 0)
+    if d.reconstruction_scale != 1.0:
+      x_hat = x_hat * d.reconstruction_scale
+    return x_hat
 
   def compress(self, x):
     """Range-codes images with the graph's sender.
