@@ -1,0 +1,188 @@
+"""Tests of the soft-quantisation autoencoder (Fig. 17, Sec. 5.2)."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import shared_path
+from tfc_perception import models
+from tfc_perception.models import softquant
+
+
+def _kodak():
+  data = tf.io.read_file(shared_path("kodak", "kodim01.png"))
+  return tf.io.decode_png(data, channels=3).numpy()
+
+
+def _crops(image, size, count, seed):
+  rng = np.random.default_rng(seed)
+  h, w = image.shape[:2]
+  return np.stack([image[i:i + size, j:j + size] for i, j in zip(
+      rng.integers(0, h - size, count), rng.integers(0, w - size, count))])
+
+
+@pytest.fixture(scope="module")
+def trained():
+  """N=16, M=8, L=3 model trained for 80 steps on 48x48 Kodak crops."""
+  image = _kodak()
+  train = _crops(image, 48, 64, seed=0)
+  held_out = _crops(image, 48, 8, seed=1)
+  model = models.build_model("softquant", num_filters=16, latent_channels=8,
+                             num_centers=3, seed=0)
+  model.compile(optimizer=tf.keras.optimizers.Adam(3e-3))
+  before = model.evaluate(held_out, batch_size=8, verbose=0, return_dict=True)
+  ds = tf.data.Dataset.from_tensor_slices(train).shuffle(64, seed=0).batch(
+      8).repeat()
+  model.fit(ds, epochs=2, steps_per_epoch=40, verbose=0)
+  after = model.evaluate(held_out, batch_size=8, verbose=0, return_dict=True)
+  return model, image, held_out, before, after
+
+
+def test_training_lowers_the_distortion_only_loss(trained):
+  model, _, _, before, after = trained
+  assert after["loss"] < 0.7 * before["loss"], (before, after)
+  assert after["loss"] == pytest.approx(after["distortion"], rel=1e-5)
+  # The logged rate never exceeds the bound M log2(L) / 256.
+  assert model.max_bpp == pytest.approx(8 * math.log2(3) / 256)
+  assert 0 < after["rate"] <= model.max_bpp * 1.0001
+  # The coding pmf was learned from the symbol frequencies (rows sum to 1).
+  np.testing.assert_allclose(model.symbol_pmf.numpy().sum(-1), 1.0, rtol=1e-4)
+  assert not np.allclose(model.symbol_pmf.numpy(), 1 / 3)
+
+
+def test_default_configuration_matches_the_paper():
+  model = models.build_model("softquant", num_filters=8)
+  assert (model.latent_channels, model.num_centers, model.softness) == (64, 2,
+                                                                        1.0)
+  assert model.max_bpp == 0.25
+  np.testing.assert_array_equal(model.centers.numpy(), [-0.5, 0.5])
+  np.testing.assert_array_equal(
+      models.build_model("softquant", num_filters=8, latent_channels=4,
+                         num_centers=5).centers.numpy(), [-2, -1, 0, 1, 2])
+
+
+def test_soft_and_hard_quantisation_follow_eq_15():
+  model = models.build_model("softquant", num_filters=4, latent_channels=4,
+                             num_centers=3, softness=2.0)
+  y = tf.constant([[-1.4, -0.2, 0.3, 0.9]])
+  c = np.array([-1.0, 0.0, 1.0])
+  w = np.exp(-2.0 * (y.numpy()[..., None] - c) ** 2)
+  expected = (w / w.sum(-1, keepdims=True) * c).sum(-1)
+  np.testing.assert_allclose(model.quantize(y, training=True).numpy(),
+                             expected, rtol=1e-5)
+  np.testing.assert_array_equal(model.quantize(y).numpy(), [[-1, 0, 0, 1]])
+  # The centres get gradients through the soft assignment (they are learned).
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(model.quantize(y, training=True) ** 2)
+  grad = tape.gradient(loss, model.centers)
+  assert grad is not None and np.abs(grad.numpy()).sum() > 0
+
+
+@pytest.mark.parametrize("height, width", [(48, 48), (33, 21), (1, 7)])
+def test_decompress_equals_reconstruct_and_respects_the_bound(
+    trained, height, width):
+  model, image, _, _, _ = trained
+  x = np.stack([image[:height, :width], image[200:200 + height,
+                                              300:300 + width]])
+  strings, x_shape, y_shape = model.compress(x)
+  for s in strings.numpy():
+    assert len(s) <= model.max_bytes(height, width)
+  np.testing.assert_array_equal(model.decompress(strings, x_shape,
+                                                 y_shape).numpy(),
+                                model.reconstruct(x).numpy())
+
+
+def test_never_exceeds_max_bpp_on_kodak_and_noise(trained):
+  model, image, _, _, _ = trained
+  noise = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3),
+                                            dtype=np.uint8)
+  for x in (image[None, :256, :256], noise):
+    strings, _, _ = model.compress(x)
+    for s in strings.numpy():
+      bits = 8 * (len(s) - 1)  # One flag byte of header.
+      assert bits <= model.max_bpp * x.shape[1] * x.shape[2] + 7
+  # On the natural image the learned pmf codes below the bound.
+  s = model.compress(image[None, :256, :256])[0].numpy()[0]
+  assert s[0] == 0 and 8 * (len(s) - 1) < model.max_bpp * 256 * 256
+
+
+def test_falls_back_to_fixed_length_when_the_pmf_mismatches(trained):
+  model, image, _, _, _ = trained
+  clone = models.build_model("softquant", num_filters=16, latent_channels=8,
+                             num_centers=3)
+  clone.set_weights(model.get_weights())
+  x = image[None, :64, :64]
+  symbols = clone.symbols(clone.analysis(x)).numpy()
+  # A pmf putting ~all mass on the least used symbol of each channel.
+  counts = np.stack([np.bincount(symbols[..., c].ravel(), minlength=3)
+                     for c in range(8)])
+  pmf = np.full((8, 3), 1e-5, np.float32)
+  pmf[np.arange(8), counts.argmin(-1)] = 1.0
+  clone.symbol_pmf.assign(pmf / pmf.sum(-1, keepdims=True))
+  strings, x_shape, y_shape = clone.compress(x)
+  (s,) = strings.numpy()
+  assert s[0] == 1 and len(s) == clone.max_bytes(64, 64)
+  np.testing.assert_array_equal(
+      clone.decompress(strings, x_shape, y_shape).numpy(),
+      clone.reconstruct(x).numpy())
+
+
+def test_fixed_length_packing_is_exact_for_any_number_of_centers():
+  rng = np.random.default_rng(0)
+  for num_centers in (2, 3, 5, 16, 100):
+    for n in (0, 1, 63, 64, 65, 1000):
+      s = rng.integers(0, num_centers, n)
+      data = softquant.pack_symbols(s, num_centers)
+      assert len(data) == math.ceil(math.ceil(n * math.log2(num_centers)
+                                              - 1e-9) / 8)
+      np.testing.assert_array_equal(
+          softquant.unpack_symbols(data, n, num_centers), s)
+  with pytest.raises(ValueError, match="out of range"):
+    softquant.unpack_symbols(b"\xff", 5, 3)  # 255 >= 3**5 = 243.
+  with pytest.raises(ValueError, match="symbols must be in"):
+    softquant.pack_symbols([0, 3], 3)
+
+
+def test_save_load_compress_is_identical(trained, tmp_path):
+  model, image, _, _, _ = trained
+  x = image[None, 17:80, 30:99]
+  models.save_model(model, tmp_path / "sq")
+  loaded = models.load_model(tmp_path / "sq")
+  np.testing.assert_array_equal(loaded.symbol_pmf.numpy(),
+                                model.symbol_pmf.numpy())
+  a, b = model.compress(x), loaded.compress(x)
+  assert a[0].numpy().tolist() == b[0].numpy().tolist()
+  np.testing.assert_array_equal(loaded.decompress(*a).numpy(),
+                                model.reconstruct(x).numpy())
+
+
+def test_corrupted_strings_are_clear_errors(trained):
+  model, image, _, _, _ = trained
+  strings, x_shape, y_shape = model.compress(image[None, :32, :32])
+  s = strings.numpy()[0]
+  for bad, match in [(b"", "empty"), (b"\x07" + s[1:], "unknown coding flag"),
+                     (b"\x01" + s[1:3], "fixed-length payload")]:
+    with pytest.raises(ValueError, match=match):
+      model.decompress(tf.constant([bad]), x_shape, y_shape)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_centers": 1}, "num_centers"),
+    ({"softness": 0.0}, "softness"),
+    ({"pmf_decay": 1.0}, "pmf_decay"),
+    ({"distortion": "bogus"}, "Unknown distortion"),
+    ({"lmbda": -2.0}, "lmbda"),
+])
+def test_bad_arguments(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    models.build_model("softquant", num_filters=4, latent_channels=4, **kwargs)
+
+
+def test_bad_inputs():
+  model = models.build_model("softquant", num_filters=4, latent_channels=4)
+  with pytest.raises(ValueError, match="1 channels; accepted: 3"):
+    model.compress(np.zeros((1, 16, 16, 1), np.uint8))
+  with pytest.raises(ValueError, match="NaN"):
+    model.reconstruct(np.full((1, 16, 16, 3), np.nan, np.float32))

@@ -1,0 +1,41 @@
+"""bin/codec compress|decompress MODEL INPUT OUTPUT: image <-> compressed file.
+
+  bin/codec compress   MODEL image.png  image.tfcp
+  bin/codec decompress MODEL image.tfcp decoded.png
+
+MODEL is a directory written by tfc_perception.models.save_model (e.g. by
+bin/train --export). The file records which model made it (fingerprint), so
+decoding with another model, or a truncated or corrupted file, is a one-line
+error with exit status 1. Outputs are written atomically. The file format is
+described in tfc_perception/codec.py and docs/models.md.
+"""
+
+import sys
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+_USAGE = ("usage: codec compress|decompress MODEL INPUT OUTPUT (MODEL: a "
+          "directory written by save_model / bin/train --export)")
+
+
+def main(argv):
+  """Runs one codec call: argv = ["codec compress", MODEL, INPUT, OUTPUT]."""
+  command = argv[0].split()[-1] if argv else ""
+  args = argv[1:]
+  if command not in ("compress", "decompress"):
+    raise ValueError(f"unknown subcommand {command!r}; {_USAGE}")
+  if len(args) != 3:
+    raise ValueError(f"expected 3 arguments, got {len(args)}; {_USAGE}")
+  from tfc_perception import codec  # pylint: disable=g-import-not-at-top
+  model, src, dst = args
+  if command == "compress":
+    stats = codec.compress_file(model, src, dst)
+    print(f"{dst}: {stats['bytes']} bytes, {stats['bits_per_pixel']:.4f} bpp "
+          f"({stats['width']}x{stats['height']}, header "
+          f"{stats['header_bytes']} bytes)")
+  else:
+    stats = codec.decompress_file(model, src, dst)
+    print(f"{dst}: {stats['width']}x{stats['height']} PNG")
+  sys.stdout.flush()

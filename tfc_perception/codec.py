@@ -1,0 +1,313 @@
+"""Compressed image files made with the project's models (bin/codec).
+
+File layout (all integers big-endian):
+
+    offset  size  field
+    0       4     magic b"TFCP"
+    4       1     format version (1)
+    5       16    model fingerprint: first 16 bytes of the SHA-256 of the
+                  model's class, architecture config and coding weights
+                  (`CompressionModel.fingerprint`)
+    21      1     length k of the model's registry name
+    22      k     registry name (ASCII, e.g. b"factorized")
+    22+k    4     payload length P
+    26+k    4     CRC-32 of all other bytes (header fields and payload)
+    30+k    P     payload: the tensors returned by
+                  `model.compress(image[None])` (bit-string, image shape,
+                  latent shape), each as a varint element count followed by
+                  its elements (strings: varint length + bytes; integers:
+                  zig-zag varints)
+
+The header is 30 + k bytes (40 for "factorized"), the payload framing about
+8 bytes more than the range-coded bit-string itself. Decoding
+checks, in order: magic and version, that the file is exactly as long as the
+header says (truncation), the CRC (corruption), and the fingerprint (a file
+made by another model, or by the same model after more training); each
+failure is a ValueError with a one-line message, never a wrong image.
+"""
+
+import os
+import struct
+import zlib
+from typing import Union
+
+import numpy as np
+
+from tfc_perception import _io
+
+__all__ = ["MAGIC", "VERSION", "encode", "decode", "read_header",
+           "compress_file", "decompress_file", "read_image", "resolve_model"]
+
+MAGIC = b"TFCP"
+VERSION = 1
+_FP_BYTES = 16
+
+
+def _check_image_model(model):
+  if not getattr(model, "is_image_model", False) or not hasattr(
+      model, "compressed_dtypes"):
+    raise ValueError(
+        f"{type(model).__name__} is not an image compression model of this "
+        "project; bin/codec works with image models (factorized, softquant).")
+
+
+def _fingerprint(model) -> bytes:
+  return bytes.fromhex(model.fingerprint())[:_FP_BYTES]
+
+
+def encode(model, image) -> bytes:
+  """Compresses one image into the file format above.
+
+  Args:
+    model: an image model (FactorizedPrior, SoftQuantizedAutoencoder, ...).
+    image: uint8 array [H, W, 3] (or [1, H, W, 3]).
+
+  Returns:
+    The file contents.
+
+  Raises:
+    ValueError: not an image model, or an invalid image (rank, channels,
+      dtype, NaN).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  _check_image_model(model)
+  image = np.asarray(image)
+  if image.ndim == 3:
+    image = image[None]
+  if image.ndim != 4 or image.shape[0] != 1:
+    raise ValueError("encode takes one image [H, W, 3] (or [1, H, W, 3]); "
+                     f"got shape {list(image.shape)}.")
+  tensors = model.compress(tf.convert_to_tensor(image))
+  payload = _pack([tf.reshape(t, [-1]).numpy() for t in tensors])
+  name = (model.registry_name or "").encode("ascii")
+  head = (MAGIC + bytes([VERSION]) + _fingerprint(model)
+          + bytes([len(name)]) + name + struct.pack(">I", len(payload)))
+  crc = zlib.crc32(head + payload)
+  return head + struct.pack(">I", crc) + payload
+
+
+def read_header(data: bytes) -> dict:
+  """Parses and checks the container (magic, version, length, CRC).
+
+  Returns:
+    dict(version, fingerprint (hex), model (registry name), payload (bytes),
+    header_bytes).
+
+  Raises:
+    ValueError: not such a file, truncated, or corrupted.
+  """
+  if not isinstance(data, (bytes, bytearray)):
+    raise TypeError(f"data must be bytes, got {type(data).__name__}.")
+  if len(data) < 5 or data[:4] != MAGIC:
+    raise ValueError("not a tfc_perception compressed file (bad magic "
+                     "bytes); expected a file written by bin/codec compress.")
+  if data[4] != VERSION:
+    raise ValueError(f"unsupported file format version {data[4]}; this "
+                     f"library reads version {VERSION}.")
+  pos = 5 + _FP_BYTES
+  if len(data) < pos + 1:
+    raise ValueError(f"truncated file: {len(data)} bytes is shorter than the "
+                     "header.")
+  fingerprint = bytes(data[5:pos])
+  k = data[pos]
+  pos += 1
+  if len(data) < pos + k + 8:
+    raise ValueError(f"truncated file: {len(data)} bytes is shorter than the "
+                     "header.")
+  try:
+    name = bytes(data[pos:pos + k]).decode("ascii")
+  except UnicodeDecodeError:
+    raise ValueError("corrupted file: the model name in the header is not "
+                     "ASCII.") from None
+  pos += k
+  length, crc = struct.unpack(">II", data[pos:pos + 8])
+  pos += 8
+  payload = bytes(data[pos:])
+  if len(payload) < length:
+    raise ValueError(f"truncated file: the header announces {length} payload "
+                     f"bytes but only {len(payload)} are present.")
+  if len(payload) > length:
+    raise ValueError(f"corrupted file: {len(payload) - length} unexpected "
+                     "bytes after the payload.")
+  if zlib.crc32(bytes(data[:pos - 4]) + payload) != crc:
+    raise ValueError("corrupted file: the checksum (CRC-32) does not match.")
+  return {"version": data[4], "fingerprint": fingerprint.hex(), "model": name,
+          "payload": payload, "header_bytes": pos}
+
+
+def decode(model, data: bytes) -> np.ndarray:
+  """Decompresses a file made by `encode` with the same model.
+
+  Returns:
+    uint8 array [H, W, 3], equal to model.reconstruct(image)[0].
+
+  Raises:
+    ValueError: not such a file, truncated, corrupted, or made by a
+      different model (fingerprint mismatch).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  _check_image_model(model)
+  info = read_header(data)
+  ours = _fingerprint(model).hex()
+  if info["fingerprint"] != ours:
+    raise ValueError(
+        f"wrong model: the file was made by a {info['model'] or '?'} model "
+        f"with fingerprint {info['fingerprint']}, but the given "
+        f"{model.registry_name} model has fingerprint {ours}; decode with the "
+        "model that compressed it.")
+  tensors = _unpack(info["payload"], model.compressed_dtypes())
+  image = model.decompress(*[tf.convert_to_tensor(t) for t in tensors])
+  return image.numpy()[0]
+
+
+def _uvarint(value: int) -> bytes:
+  out = bytearray()
+  while True:
+    byte = value & 0x7F
+    value >>= 7
+    if value:
+      out.append(byte | 0x80)
+    else:
+      out.append(byte)
+      return bytes(out)
+
+
+def _read_uvarint(data: bytes, pos: int):
+  value, shift = 0, 0
+  while True:
+    if pos >= len(data) or shift > 63:
+      raise ValueError("corrupted file: malformed payload framing.")
+    byte = data[pos]
+    pos += 1
+    value |= (byte & 0x7F) << shift
+    shift += 7
+    if not byte & 0x80:
+      return value, pos
+
+
+def _pack(arrays) -> bytes:
+  """Frames rank-1 arrays (bytes objects or integers) into one payload."""
+  out = bytearray()
+  for a in arrays:
+    out += _uvarint(len(a))
+    for v in a.tolist():
+      if isinstance(v, bytes):
+        out += _uvarint(len(v)) + v
+      else:
+        v = int(v)
+        out += _uvarint((v << 1) ^ (v >> 63))  # zig-zag
+  return bytes(out)
+
+
+def _unpack(payload: bytes, dtypes):
+  """Inverse of _pack for the given dtypes (tf.string or integer)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  pos, out = 0, []
+  for dtype in dtypes:
+    count, pos = _read_uvarint(payload, pos)
+    if count > len(payload):
+      raise ValueError("corrupted file: malformed payload framing.")
+    values = []
+    for _ in range(count):
+      v, pos = _read_uvarint(payload, pos)
+      if dtype == tf.string:
+        if pos + v > len(payload):
+          raise ValueError("corrupted file: malformed payload framing.")
+        values.append(payload[pos:pos + v])
+        pos += v
+      else:
+        values.append((v >> 1) ^ -(v & 1))
+    out.append(tf.constant(values, dtype=dtype) if values
+               else tf.zeros([0], dtype))
+  if pos != len(payload):
+    raise ValueError("corrupted file: malformed payload framing.")
+  return out
+
+
+def read_image(path) -> np.ndarray:
+  """Reads a PNG/JPEG/BMP/GIF image as uint8 [H, W, 3].
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: not a decodable image, or not 3 channels (RGB).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no such image file: {path}")
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    image = tf.io.decode_image(data, expand_animations=False).numpy()
+  except tf.errors.OpError:
+    raise ValueError(f"{path} is not a readable image (PNG, JPEG, BMP or "
+                     "GIF).") from None
+  if image.dtype != np.uint8:
+    raise ValueError(f"{path} has {image.dtype} samples; 8-bit images are "
+                     "accepted.")
+  if image.shape[-1] != 3:
+    raise ValueError(f"{path} has {image.shape[-1]} channel(s); the models "
+                     "code RGB images (3 channels): convert it first.")
+  return image
+
+
+def resolve_model(spec: Union[str, os.PathLike, object]):
+  """A model object from a model or a directory written by save_model.
+
+  Raises:
+    FileNotFoundError / ValueError: no model at that path.
+  """
+  if hasattr(spec, "compress") and hasattr(spec, "decompress"):
+    return spec
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  path = os.fspath(spec)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+        f"no model at {path}: give a directory written by "
+        "tfc_perception.models.save_model (bin/train --export).")
+  return models.load_model(path)
+
+
+def compress_file(model, input_path, output_path) -> dict:
+  """Compresses an image file into `output_path` (written atomically).
+
+  Args:
+    model: a model, or a saved-model directory.
+    input_path: PNG/JPEG/... RGB image.
+    output_path: destination of the compressed file.
+
+  Returns:
+    dict(bytes, bits_per_pixel, height, width, header_bytes).
+
+  Raises:
+    FileNotFoundError, ValueError: see read_image, resolve_model, encode.
+  """
+  model = resolve_model(model)
+  image = read_image(input_path)
+  data = encode(model, image)
+  _io.write_bytes(output_path, data)
+  h, w = image.shape[:2]
+  return {"bytes": len(data), "bits_per_pixel": 8 * len(data) / (h * w),
+          "height": h, "width": w,
+          "header_bytes": read_header(data)["header_bytes"]}
+
+
+def decompress_file(model, input_path, output_path) -> dict:
+  """Decompresses a file made by compress_file into a PNG (atomically).
+
+  Returns:
+    dict(height, width).
+
+  Raises:
+    FileNotFoundError, ValueError: missing input, or see decode.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = resolve_model(model)
+  input_path = os.fspath(input_path)
+  if not os.path.isfile(input_path):
+    raise FileNotFoundError(f"no such compressed file: {input_path}")
+  with open(input_path, "rb") as f:
+    data = f.read()
+  image = decode(model, data)
+  _io.write_bytes(output_path, tf.io.encode_png(image).numpy())
+  return {"height": image.shape[0], "width": image.shape[1]}
