@@ -277,3 +277,35 @@ def correlation_rows(result: Dict[str, Any], **labels) -> Dict[str, Any]:
   row["srcc_oriented"] = result["srcc_oriented"]
   row["logistic_converged"] = result.get("logistic", {}).get("converged")
   return row
+
+
+def _main(argv=None) -> None:
+  """python -m tfc_perception.stats --mos MOS.txt --scores S.txt [...]:
+  correlations of one-value-per-line score files (e.g. the TID2013 authors'
+  metrics_values/PSNR.txt against mos.txt), printed as JSON."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog="python -m tfc_perception.stats",
+      description="Correlation of per-pair scores with MOS (one number per "
+                  "line, same order).")
+  parser.add_argument("--mos", required=True, help="MOS file (e.g. mos.txt)")
+  parser.add_argument("--scores", required=True, nargs="+",
+                      help="score file(s), one value per line")
+  parser.add_argument("--lower_is_better", action="store_true",
+                      help="the scores are distances")
+  parser.add_argument("--bootstrap", type=int, default=1000)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  mos = np.loadtxt(args.mos, ndmin=1)
+  for path in args.scores:
+    r = correlations(np.loadtxt(path, ndmin=1), mos,
+                     lower_is_better=args.lower_is_better,
+                     n_bootstrap=args.bootstrap, seed=args.seed)
+    row = correlation_rows(r, scores=path)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                      for k, v in row.items()}))
+
+
+if __name__ == "__main__":
+  _main()
