@@ -2,6 +2,7 @@
 tf.image.ssim_multiscale, finite gradients, clear size errors)."""
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from tfc_perception import distances
@@ -102,6 +103,28 @@ class MSSSIMTest(tf.test.TestCase):
       v = tf.image.ssim_multiscale(xf, yv, 1.0)
     self.assertAllEqual(v, np.zeros(2))
     self.assertTrue(np.any(np.isnan(tape.gradient(v, yv).numpy())))
+
+  def test_finite_gradients_on_real_images(self):
+    from conftest import shared_path  # pylint: disable=g-import-not-at-top
+    img = np.array(Image.open(shared_path("kodak", "kodim23.png")).convert(
+        "RGB"))[100:300, 200:400]
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, 10, img.shape),
+                    0, 255)
+    yv = tf.Variable(noisy[None] / 255.0, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+      v = distances.ms_ssim(img[None] / 255.0, yv, 1.0)
+    g = tape.gradient(v, yv).numpy()
+    self.assertTrue(np.all(np.isfinite(g)))
+    self.assertGreater(np.abs(g).max(), 0.0)
+    self.assertAllClose(v, tf.image.ssim_multiscale(
+        (img[None] / 255.0).astype(np.float32), yv, 1.0), rtol=2e-6)
+
+  def test_dynamic_size_too_small_is_reported(self):
+    f = tf.function(lambda a: distances.ms_ssim(a, a, 1.0),
+                    input_signature=[tf.TensorSpec([1, None, None, 1])])
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                "needs at least 161 px"):
+      f(tf.zeros([1, 100, 170, 1]))
 
   def test_in_tf_function(self):
     x, y = _pair(shape=(2, 161, 161, 3))

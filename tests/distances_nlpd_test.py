@@ -258,6 +258,38 @@ class NLPDPropertiesTest(tf.test.TestCase):
         elif name != "black":  # laparra2017: d(x^2.4)/dx = 0 at black
           self.assertGreater(np.abs(g).max(), 0.0, (variant, name))
 
+  def test_finite_gradients_on_real_images(self):
+    x, y = _kodak_crops()[0]
+    xf = tf.constant(x[None] / 255.0, tf.float32)
+    for variant in ("laparra2016", "laparra2017"):
+      for color in ("rgb2gray", "per_channel"):
+        yv = tf.Variable(y[None] / 255.0, dtype=tf.float32)
+        with tf.GradientTape() as tape:
+          v = distances.nlpd(xf, yv, 1.0, variant=variant, color=color)
+        g = tape.gradient(v, yv).numpy()
+        self.assertTrue(np.all(np.isfinite(g)), (variant, color))
+        self.assertGreater(np.abs(g).max(), 0.0)
+
+  def test_mixed_uint8_and_float_inputs(self):
+    x, y = _kodak_crops()[1]
+    # uint8 reference, float distorted image on the 0-255 scale: only the
+    # uint8 one is rounded by rgb2gray; the float one stays differentiable.
+    yv = tf.Variable(y[None].astype(np.float32))
+    with tf.GradientTape() as tape:
+      v = distances.nlpd(x[None], yv, 255.0)
+    self.assertIsNotNone(tape.gradient(v, yv))
+    coef = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+    self.assertAllClose(v, [ref_nlpd2016(ref_rgb2gray(x), y @ coef / 255.0)],
+                        rtol=2e-5)
+
+  def test_dynamic_size_too_small_is_reported(self):
+    f = tf.function(lambda a: distances.nlpd(a, a, 1.0),
+                    input_signature=[tf.TensorSpec([1, None, None, 1])])
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                "too small for NLPD with 6 levels"):
+      f(tf.zeros([1, 40, 70, 1]))
+    self.assertAllEqual(f(tf.zeros([1, 70, 70, 1])), [0.0])
+
   def test_gradient_matches_finite_difference(self):
     rng = np.random.default_rng(2)
     a = rng.random((1, 66, 66, 1)).astype(np.float64)

@@ -36,3 +36,19 @@ def prepare_pair(x, y, max_val: Optional[float] = None,
 def static_hw(x: tf.Tensor):
   """(height, width) of an NHWC tensor, as Python ints or None if unknown."""
   return tuple(x.shape.as_list()[1:3])
+
+
+def assert_min_size_dynamic(x: tf.Tensor, y: tf.Tensor, min_size: int,
+                            what: str):
+  """When height or width is not known statically (tf.function with None
+  dimensions), adds a graph assertion with a clear message (raised as
+  tf.errors.InvalidArgumentError at run time). Static sizes are checked by
+  the callers with a ValueError. Returns (x, y) carrying the dependency."""
+  if None not in static_hw(x) or min_size <= 1:
+    return x, y
+  check = tf.debugging.assert_greater_equal(
+      tf.reduce_min(tf.shape(x)[1:3]), tf.constant(min_size, tf.int32),
+      message=f"images are too small for {what}, which needs at least "
+      f"{min_size} px per side")
+  with tf.control_dependencies([check]):
+    return tf.identity(x), tf.identity(y)

@@ -178,6 +178,9 @@ def ms_ssim(x, y, max_val: Optional[float] = None,
         f"images of {known} px are too small for MS-SSIM with {n} scale(s) "
         f"and a {filter_size}-px window, which needs at least {min_size} px "
         f"per side; {hint}.")
+  x, y = _common.assert_min_size_dynamic(
+      x, y, min_size, f"MS-SSIM with {n} scale(s) and a {filter_size}-px "
+      "window")
   if is_uint8:
     # tf.image.ssim_multiscale converts uint8 with convert_image_dtype.
     x = x * (1.0 / 255.0)

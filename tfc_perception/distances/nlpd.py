@@ -349,7 +349,8 @@ def nlpd(x, y, max_val: Optional[float] = None, variant: str = "laparra2016",
       a channel count other than 1 or 3, bad num_levels, or images too small
       for num_levels.
   """
-  uint8_input = getattr(x, "dtype", None) in (np.uint8, tf.uint8)
+  uint8_x = getattr(x, "dtype", None) in (np.uint8, tf.uint8)
+  uint8_y = getattr(y, "dtype", None) in (np.uint8, tf.uint8)
   _validation.check_choice(variant, "NLPD variant", VARIANTS)
   if color is None:
     color = "rgb2gray" if variant == "laparra2016" else "per_channel"
@@ -373,8 +374,10 @@ def nlpd(x, y, max_val: Optional[float] = None, variant: str = "laparra2016",
         f"images of {known} px are too small for NLPD with {num_levels} "
         f"levels, which needs at least {min_size} px per side; pass "
         f"num_levels={fit} (or fewer) or use larger images.")
-  planes_x = _to_planes(x, max_val, color, uint8_input)
-  planes_y = _to_planes(y, max_val, color, uint8_input)
+  x, y = _common.assert_min_size_dynamic(x, y, min_size,
+                                         f"NLPD with {num_levels} levels")
+  planes_x = _to_planes(x, max_val, color, uint8_x)
+  planes_y = _to_planes(y, max_val, color, uint8_y)
   if variant == "laparra2016":
     per_plane = _nlpd_2016(planes_x, planes_y, int(num_levels))
   else:
