@@ -45,7 +45,25 @@ def _signature(inputs, outputs):
   return sig
 
 
-def export_metagraph(model, path) -> str:
+def _interface_codec(model, entropy_model):
+  """compress/decompress from the model interface and a tfc entropy model,
+  as in tfc's bmshj2018 example (for models whose own compress/decompress
+  are eager-only)."""
+
+  def compress(x):
+    y = model.analysis(x)
+    return entropy_model.compress(y), tf.shape(x)[1:-1], tf.shape(y)[1:-1]
+
+  def decompress(strings, x_shape, y_shape):
+    y_hat = entropy_model.decompress(strings, y_shape)
+    x_hat = model.synthesis(y_hat)[:, :x_shape[0], :x_shape[1], :]
+    return tf.cast(tf.round(tf.clip_by_value(
+        tf.cast(x_hat, tf.float32), 0., 1.) * 255.), tf.uint8)
+
+  return compress, decompress
+
+
+def export_metagraph(model, path, entropy_model=None) -> str:
   """Exports `model` as a tfci MetaGraphDef file.
 
   Args:
@@ -56,6 +74,13 @@ def export_metagraph(model, path) -> str:
       (range coding via tfc entropy models) satisfy this.
     path: output file (conventionally `<model name>.metagraph`; the file name
       is the model name tfci writes into .tfci files).
+    entropy_model: optional tfc entropy model with range coding tables (e.g.
+      `tfc.ContinuousBatchedEntropyModel(prior, coding_rank=3,
+      compression=True)`). If given, the exported codec is built from
+      `model.analysis` / `model.synthesis` and this entropy model (strings,
+      image shape, latent shape; reconstruction round(clip(x_hat) * 255)),
+      instead of the model's own compress/decompress - for models whose
+      compress/decompress run eagerly only.
 
   Returns:
     `path`.
@@ -64,18 +89,35 @@ def export_metagraph(model, path) -> str:
     ValueError: the model lacks compress/decompress or its outputs are not
       rank-1 tensors.
   """
-  for attr in ("compress", "decompress"):
+  needed = ("analysis", "synthesis") if entropy_model is not None else (
+      "compress", "decompress")
+  for attr in needed:
     if not callable(getattr(model, attr, None)):
       raise ValueError(f"model must have a callable {attr}(); got "
                        f"{type(model).__name__}.")
+  if entropy_model is not None:
+    for attr in ("compress", "decompress"):
+      if not callable(getattr(entropy_model, attr, None)):
+        raise ValueError("entropy_model must be a tfc entropy model with "
+                         "compress/decompress (compression=True).")
+    compress, decompress = _interface_codec(model, entropy_model)
+  else:
+    compress, decompress = model.compress, model.decompress
 
   @tf.function
   def sender(image):
-    out = model.compress(image[None])
+    out = compress(image[None])
     return tuple(out) if isinstance(out, (list, tuple)) else (out,)
 
-  s_cf = sender.get_concrete_function(
-      tf.TensorSpec([None, None, 3], tf.uint8, name="image"))
+  try:
+    s_cf = sender.get_concrete_function(
+        tf.TensorSpec([None, None, 3], tf.uint8, name="image"))
+  except Exception as e:  # pylint: disable=broad-except  (any tracing error)
+    raise ValueError(
+        "the model's compress() could not be traced into a graph (it runs "
+        f"eagerly only: {type(e).__name__}: {str(e).strip().splitlines()[-1]})"
+        "; pass entropy_model= to export from analysis/synthesis instead."
+    ) from e
   outs = tf.nest.flatten(s_cf.structured_outputs)
   for i, t in enumerate(outs):
     if t.shape.rank != 1:
@@ -84,12 +126,19 @@ def export_metagraph(model, path) -> str:
 
   @tf.function
   def receiver(*tensors):
-    return model.decompress(*tensors)[0]
+    return decompress(*tensors)[0]
 
-  r_cf = receiver.get_concrete_function(
-      *[tf.TensorSpec([None] if t.dtype == tf.string else t.shape, t.dtype,
-                      name=f"tensor_{i:02d}")
-        for i, t in enumerate(outs)])
+  try:
+    r_cf = receiver.get_concrete_function(
+        *[tf.TensorSpec([None] if t.dtype == tf.string else t.shape, t.dtype,
+                        name=f"tensor_{i:02d}")
+          for i, t in enumerate(outs)])
+  except Exception as e:  # pylint: disable=broad-except  (any tracing error)
+    raise ValueError(
+        "the model's decompress() could not be traced into a graph (it runs "
+        f"eagerly only: {type(e).__name__}: {str(e).strip().splitlines()[-1]})"
+        "; pass entropy_model= to export from analysis/synthesis instead."
+    ) from e
   if r_cf.structured_outputs.dtype != tf.uint8:
     raise ValueError("decompress must return uint8 images, got "
                      f"{r_cf.structured_outputs.dtype.name}.")
