@@ -220,6 +220,9 @@ def test_tfci_files_interoperate_with_the_tfci_tool(exported, tmp_path):
     f.write(packed.string)
   ours = loaded.decompress_file(tmp_path / "tool.tfci").numpy()
   np.testing.assert_array_equal(ours, loaded.reconstruct(x).numpy())
+  # ... also by the model name recorded in the file (cached: no network).
+  np.testing.assert_array_equal(pretrained.decompress_tfci(
+      tmp_path / "tool.tfci", exported[3], offline=True).numpy(), ours)
   # tfci.py decompress of our file: unpack with the receiver's input dtypes.
   loaded.compress_to_file(x, tmp_path / "ours.tfci")
   with open(tmp_path / "ours.tfci", "rb") as f:

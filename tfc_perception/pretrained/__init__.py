@@ -23,7 +23,7 @@ from tfc_perception.pretrained.registry import Registry
 
 __all__ = [
     "list_models", "list_artifacts", "download", "download_models",
-    "download_dataset", "load", "Registry",
+    "download_dataset", "load", "decompress_tfci", "Registry",
     "default_registry", "resolve_cache_dir", "read_manifest", "DownloadError",
     "ChecksumError", "OfflineError",
 ]
@@ -157,3 +157,26 @@ def load(name_or_path, cache_dir: Optional[str] = None,
       f"{name!r} is neither a registry model nor an existing path; accepted: "
       f"{', '.join(reg.model_names())}, a .metagraph file, or a directory "
       "saved by bin/train.")
+
+
+def decompress_tfci(path, cache_dir: Optional[str] = None,
+                    url_prefix: Optional[str] = None, offline: bool = False,
+                    **load_kwargs):
+  """Decodes a .tfci file (e.g. made by tfc's `tfci.py compress`) with the
+  model named in it (feature "MD"), loaded by `load`.
+
+  Args:
+    path: the .tfci file.
+    cache_dir, url_prefix, offline, **load_kwargs: see `load`.
+
+  Returns:
+    uint8 image [1, H, W, 3].
+
+  Raises:
+    ValueError: not a .tfci file, or it names a model `load` does not know.
+    FileNotFoundError, OfflineError, DownloadError: see `load`.
+  """
+  from tfc_perception.pretrained import tfci  # pylint: disable=g-import-not-at-top
+  name, _ = tfci.read_tfci(path)
+  model = load(name, cache_dir, url_prefix, offline, **load_kwargs)
+  return model.decompress_file(path)
