@@ -431,11 +431,12 @@ def _as_images(x, name="x"):
   return x
 
 
-def _feed(x, tensor):
-  """Adapts one example [1, ...] to the rank `tensor` expects (tfci graphs
-  take rank-3 images; unknown rank is treated like tfci does: rank 3)."""
+def _feed(x, tensor, image=False):
+  """Adapts one example [1, ...] to the rank `tensor` expects. tfci graphs
+  take rank-3 images; an image input of unknown rank is fed rank 3 like tfci
+  does, any other tensor of unknown rank keeps its batch axis."""
   rank = tensor.shape.rank
-  if rank is None or rank == x.shape.rank - 1:
+  if rank == x.shape.rank - 1 or (rank is None and image):
     return x[0]
   return x
 
@@ -522,7 +523,7 @@ class TfciModel:
       x = tf.cast(x, tf.float32)
       fn = self._fn("analysis_f", [d.image_float], [d.latent])
       feed = self._t(d.image_float)
-    ys = [_batched(fn(_feed(x[i:i + 1], feed))[0], 4)
+    ys = [_batched(fn(_feed(x[i:i + 1], feed, image=True))[0], 4)
           for i in range(x.shape[0])]
     return tf.concat(ys, 0)
 
@@ -577,7 +578,8 @@ class TfciModel:
       x = tf.cast(tf.round(tf.clip_by_value(x, 0., 1.) * 255.), tf.uint8)
     d = self.tensors
     fn = self._fn("sender", [d.image], d.sender_outputs)
-    per = [fn(_feed(x[i:i + 1], self._t(d.image))) for i in range(x.shape[0])]
+    per = [fn(_feed(x[i:i + 1], self._t(d.image), image=True))
+           for i in range(x.shape[0])]
     out = []
     for j, first in enumerate(per[0]):
       if first.dtype == tf.string:
