@@ -250,7 +250,7 @@ def _convert_image_dtype(x_hat):
   return tf.image.convert_image_dtype(x_hat, tf.uint8, saturate=True)
 
 
-def _legacy_metagraph(rng, to_uint8):
+def _legacy_metagraph(rng, to_uint8, truncate=False):
   """A tfc 1.x-style factorized-prior graph, built by hand."""
   c, r = 4, 12
   w1 = rng.normal(0, .5, (5, 5, 3, c)).astype(np.float32)
@@ -273,7 +273,10 @@ def _legacy_metagraph(rng, to_uint8):
       xb = tf.expand_dims(x, 0)
       y = tf.nn.conv2d(tf.cast(xb, tf.float32) / 255., w1, strides=4,
                        padding="SAME")
-      sym = tf.cast(tf.floor(y + (tf.constant(.5) - medians)), tf.int32)
+      if truncate:  # no rounding op: structure discovery must give up
+        sym = tf.cast(y - medians, tf.int32)
+      else:
+        sym = tf.cast(tf.floor(y + (tf.constant(.5) - medians)), tf.int32)
       idx = tf.broadcast_to(tf.range(c), tf.shape(sym)[1:])
       strings = tf.map_fn(
           lambda s: gen_ops.unbounded_index_range_encode(
@@ -354,6 +357,24 @@ def test_bad_inputs_are_rejected(exported):
     loaded.decompress(*loaded.compress(x)[:2])
   with pytest.raises(ValueError, match="one image"):
     loaded.compress_to_file(np.concatenate([x, x]), "unused.tfci")
+
+
+def test_codec_still_works_when_internals_are_not_found(tmp_path):
+  metagraph, _, medians = _legacy_metagraph(
+      np.random.RandomState(0), _clip_round, truncate=True)
+  path = tmp_path / "trunc.metagraph"
+  path.write_bytes(metagraph.SerializeToString())
+  model = pretrained.load(str(path))
+  assert model.tensors is None and "no rounding op" in model.discovery_error
+  x = crop_image()
+  x_hat = model.reconstruct(x).numpy()
+  assert x_hat.shape == x.shape and x_hat.dtype == np.uint8
+  model.compress_to_file(x, tmp_path / "t.tfci")
+  np.testing.assert_array_equal(
+      model.decompress_file(tmp_path / "t.tfci").numpy(), x_hat)
+  with pytest.raises(ValueError, match="could not be found.*no rounding op"):
+    model.analysis(x)
+  assert "no rounding op" in model.get_config()["tensors"]["error"]
 
 
 def test_load_errors(tmp_path):

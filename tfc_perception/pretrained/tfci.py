@@ -32,7 +32,8 @@ import tensorflow_compression as tfc  # noqa: F401  registers the range coder op
 from tfc_perception import _io
 
 __all__ = [
-    "read_metagraph", "discover_tensors", "DiscoveredTensors", "TfciModel",
+    "read_metagraph", "signature_tensors", "SignatureTensors",
+    "discover_tensors", "DiscoveredTensors", "TfciModel",
     "write_tfci", "read_tfci",
 ]
 
@@ -178,6 +179,50 @@ class DiscoveredTensors:
     return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class SignatureTensors:
+  """The codec's signature tensors (enough for compress/decompress).
+
+  Attributes:
+    image: sender uint8 image input.
+    sender_outputs / receiver_inputs: signature tensors in sorted key order
+      (the order of the tensors in a .tfci file).
+    reconstruction_uint8: receiver uint8 output.
+  """
+  image: str
+  sender_outputs: List[str]
+  receiver_inputs: List[str]
+  reconstruction_uint8: str
+
+
+def signature_tensors(graph, metagraph) -> SignatureTensors:
+  """Validates the sender/receiver signatures and returns their tensors.
+
+  Raises:
+    ValueError: the sender does not have exactly one input, a uint8 image,
+      or no string output; the receiver has no string input or not exactly
+      one uint8 output.
+  """
+  s_in, s_out = _signature(graph, metagraph, "sender")
+  r_in, r_out = _signature(graph, metagraph, "receiver")
+  if len(s_in) != 1 or s_in[0].dtype != tf.uint8:
+    raise ValueError(
+        "sender signature must have exactly one input, a uint8 image; has "
+        f"{[(t.name, t.dtype.name) for t in s_in]} (models with a rate "
+        "parameter input are not supported).")
+  if not any(t.dtype == tf.string for t in s_out):
+    raise ValueError("sender signature has no tf.string output (bit strings); "
+                     f"outputs: {[(t.name, t.dtype.name) for t in s_out]}.")
+  outs = [t for t in r_out if t.dtype == tf.uint8]
+  if len(outs) != 1:
+    raise ValueError("receiver signature must have exactly one uint8 output; "
+                     f"has {[(t.name, t.dtype.name) for t in r_out]}.")
+  if not any(t.dtype == tf.string for t in r_in):
+    raise ValueError("receiver signature has no tf.string input.")
+  return SignatureTensors(s_in[0].name, [t.name for t in s_out],
+                          [t.name for t in r_in], outs[0].name)
+
+
 def _signature(graph, metagraph, key):
   sig = metagraph.signature_def[key]
   ins = [graph.as_graph_element(sig.inputs[k].name) for k in sorted(sig.inputs)]
@@ -250,19 +295,11 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
       says which step failed).
   """
   g = _Graph(graph)
-  s_in, s_out = _signature(graph, metagraph, "sender")
-  r_in, r_out = _signature(graph, metagraph, "receiver")
-  images = [t for t in s_in if t.dtype == tf.uint8]
-  if len(images) != 1 or len(s_in) != 1:
-    raise ValueError(
-        "sender signature must have exactly one input, a uint8 image; has "
-        f"{[(t.name, t.dtype.name) for t in s_in]} (models with a rate "
-        "parameter input are not supported).")
-  image = images[0]
+  sig = signature_tensors(graph, metagraph)
+  s_out = [graph.as_graph_element(n) for n in sig.sender_outputs]
+  r_in = [graph.as_graph_element(n) for n in sig.receiver_inputs]
+  image = graph.as_graph_element(sig.image)
   strings = [t for t in s_out if t.dtype == tf.string]
-  if not strings:
-    raise ValueError("sender signature has no tf.string output (bit strings); "
-                     f"outputs: {[(t.name, t.dtype.name) for t in s_out]}.")
   down_image = g.descendants([image])
   up_strings = g.ancestors(strings)
   quantizers = [op for op in up_strings
@@ -322,14 +359,8 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
     break
 
   # Receiver side.
-  outs = [t for t in r_out if t.dtype == tf.uint8]
-  if len(outs) != 1:
-    raise ValueError("receiver signature must have exactly one uint8 output; "
-                     f"has {[(t.name, t.dtype.name) for t in r_out]}.")
-  out = outs[0]
+  out = graph.as_graph_element(sig.reconstruction_uint8)
   r_strings = [t for t in r_in if t.dtype == tf.string]
-  if not r_strings:
-    raise ValueError("receiver signature has no tf.string input.")
   down_strings = g.descendants(r_strings)
   down_inputs = g.descendants(r_in)
   t = out
@@ -488,8 +519,26 @@ class TfciModel:
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(f"{path}: importing the MetaGraphDef failed: "
                        f"{type(e).__name__}: {e}") from e
-    self.tensors = discover_tensors(self._wrapped.graph, metagraph)
+    self.signatures = signature_tensors(self._wrapped.graph, metagraph)
     self._fns = {}
+    try:
+      self.tensors = discover_tensors(self._wrapped.graph, metagraph)
+      self.discovery_error = None
+    except ValueError as e:
+      # The codec (compress/decompress/reconstruct) needs only the
+      # signatures; analysis/quantize/synthesis/call report this error.
+      self.tensors = None
+      self.discovery_error = str(e)
+      logging.warning("%s: internal tensors not found (%s); only compress/"
+                      "decompress/reconstruct are available", model_name, e)
+
+  def _internals(self) -> DiscoveredTensors:
+    if self.tensors is None:
+      raise ValueError(
+          f"{self.model_name}: the latent/reconstruction tensors could not be "
+          f"found in this graph ({self.discovery_error}); compress, "
+          "decompress and reconstruct still work.")
+    return self.tensors
 
   def _t(self, name):
     return self._wrapped.graph.as_graph_element(name)
@@ -512,7 +561,7 @@ class TfciModel:
       float32 [N, h, w, M].
     """
     x = _as_images(x)
-    d = self.tensors
+    d = self._internals()
     if x.dtype == tf.uint8 or d.image_float is None:
       if x.dtype != tf.uint8:
         logging.warning("%s: no float image input found in the graph; "
@@ -536,7 +585,7 @@ class TfciModel:
       raise ValueError(f"y must be a latent batch [N, h, w, M]; got {y.shape}.")
     if training:
       return y + tf.random.uniform(tf.shape(y), -.5, .5)
-    d = self.tensors
+    d = self._internals()
     q = self._fn("quantize", [d.latent], [d.symbols])
     dq = self._fn("dequantize", [d.decoded_symbols], [d.latent_hat])
     out = []
@@ -553,7 +602,7 @@ class TfciModel:
     y_hat = tf.convert_to_tensor(y_hat, tf.float32)
     if y_hat.shape.rank != 4:
       raise ValueError(f"y_hat must be [N, h, w, M]; got {y_hat.shape}.")
-    d = self.tensors
+    d = self._internals()
     fn = self._fn("synthesis", [d.latent_hat], [d.reconstruction])
     feed = self._t(d.latent_hat)
     x_hat = tf.concat([_batched(fn(_feed(y_hat[i:i + 1], feed))[0], 4)
@@ -576,7 +625,7 @@ class TfciModel:
     x = _as_images(x)
     if x.dtype != tf.uint8:
       x = tf.cast(tf.round(tf.clip_by_value(x, 0., 1.) * 255.), tf.uint8)
-    d = self.tensors
+    d = self.signatures
     fn = self._fn("sender", [d.image], d.sender_outputs)
     per = [fn(_feed(x[i:i + 1], self._t(d.image), image=True))
            for i in range(x.shape[0])]
@@ -590,7 +639,7 @@ class TfciModel:
 
   def decompress(self, *tensors):
     """Decodes `compress` outputs to uint8 images [N, H, W, 3]."""
-    d = self.tensors
+    d = self.signatures
     if len(tensors) != len(d.receiver_inputs):
       raise ValueError(f"{self.model_name} decompress takes "
                        f"{len(d.receiver_inputs)} tensors (the receiver inputs "
@@ -634,7 +683,8 @@ class TfciModel:
   def get_config(self):
     return {"name": self.model_name, "path": self.path, "sha256": self.sha256,
             "distortion": self.distortion, "format": "tfci-metagraph",
-            "tensors": self.tensors.as_dict()}
+            "tensors": (dataclasses.asdict(self.tensors) if self.tensors
+                        else {"error": self.discovery_error})}
 
   # -- .tfci files ---------------------------------------------------------
 
@@ -656,7 +706,7 @@ class TfciModel:
     Raises:
       ValueError: the file names another model (feature "MD").
     """
-    specs = [self._t(n) for n in self.tensors.receiver_inputs]
+    specs = [self._t(n) for n in self.signatures.receiver_inputs]
     model, tensors = read_tfci(path, [s.dtype for s in specs])
     if model != self.model_name:
       raise ValueError(f"{path} was made by model {model!r}; this is "
