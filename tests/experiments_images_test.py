@@ -122,3 +122,113 @@ def test_sensitivity_tiny_end_to_end(tmp_path):
                                 overrides={"images": data}, verbose=False)
   assert again["models"][0]["source"] == "cache"
   assert again["results"]["spearman"] == results["spearman"]
+
+
+@pytest.fixture(scope="module")
+def kodak_like(tmp_path_factory):
+  """Three 192x192 'kodimNN.png' images (large enough for MS-SSIM training
+  crops of 176 px), so the Kodak experiments run without ../shared."""
+  folder = tmp_path_factory.mktemp("kodak")
+  rng = np.random.default_rng(5)
+  yy, xx = np.mgrid[0:192, 0:192]
+  for i in range(1, 4):
+    img = np.stack([128 + 80 * np.sin(xx / (6 + i) + c) * np.cos(yy / 9)
+                    for c in range(3)], -1) + rng.normal(0, 6, (192, 192, 3))
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+        folder / f"kodim{i:02d}.png")
+  return str(folder)
+
+
+def _outputs(folder, names):
+  for name in names:
+    path = folder / name
+    assert path.stat().st_size > 0, name
+    if name.endswith(".png"):
+      assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  return json.loads((folder / "results.json").read_text())["results"]
+
+
+def test_change_contrast():
+  from tfc_perception.experiments import contrast
+  x = np.array([[[0], [100], [200]]], np.uint8)  # mean 100
+  np.testing.assert_array_equal(contrast.change_contrast(x, 1.0), x)
+  np.testing.assert_array_equal(contrast.change_contrast(x, 0.5)[0, :, 0],
+                                [50, 100, 150])
+  np.testing.assert_array_equal(contrast.change_contrast(x, 2.0)[0, :, 0],
+                                [0, 100, 255])  # clipped
+  np.testing.assert_array_equal(contrast.change_contrast(x, 0.0)[0, :, 0],
+                                [100, 100, 100])
+  with pytest.raises(ValueError, match="alpha"):
+    contrast.change_contrast(x, -1.0)
+  with pytest.raises(ValueError, match="uint8"):
+    contrast.change_contrast(x.astype(float), 1.0)
+
+
+@pytest.mark.slow
+def test_contrast_tiny_end_to_end(tmp_path, kodak_like):
+  runner.run_experiment("contrast", "tiny", str(tmp_path),
+                        overrides={"images": kodak_like}, verbose=False)
+  folder = tmp_path / "contrast"
+  results = _outputs(folder, ("contrast.csv", "ratio.csv",
+                              "fig4_contrast_ratio.png",
+                              "fig16_contrast_examples.png", "report.md"))
+  assert results["models"] == "trained here"
+  cfg = runner.get_experiment("contrast").configs["tiny"]
+  rows = pd.read_csv(folder / "contrast.csv")
+  assert len(rows) == 2 * len(cfg["alphas"]) * len(cfg["test_images"])
+  assert np.all(np.isfinite(rows[["bpp", "mse", "psnr", "msssim"]]))
+  assert (rows.bpp > 0).all()
+  ratio = pd.read_csv(folder / "ratio.csv")
+  assert list(ratio.alpha) == cfg["alphas"]
+  np.testing.assert_allclose(ratio.ratio_P1_P0,
+                             ratio.P1_mse_per_bpp / ratio.P0_mse_per_bpp)
+  assert np.all(np.isfinite(ratio.ratio_P1_P0)) and (ratio.ratio_P1_P0 > 0).all()
+
+
+def test_num_centers_for():
+  from tfc_perception.experiments import scarce_data
+  assert scarce_data.num_centers_for(0.25, 64) == 2
+  assert scarce_data.num_centers_for(0.5, 64) == 4
+  with pytest.raises(ValueError, match="not an integer"):
+    scarce_data.num_centers_for(0.3, 64)
+
+
+@pytest.mark.slow
+def test_scarce_data_tiny_end_to_end(tmp_path, kodak_like):
+  runner.run_experiment("scarce_data", "tiny", str(tmp_path),
+                        overrides={"images": kodak_like}, verbose=False)
+  folder = tmp_path / "scarce_data"
+  results = _outputs(folder, ("rd.csv", "per_image.csv",
+                              "fig5_uniform_noise.png", "fig18_natural.png",
+                              "fig19_uniform_noise.png", "fig_rd.png"))
+  cfg = runner.get_experiment("scarce_data").configs["tiny"]
+  rd = pd.read_csv(folder / "rd.csv")
+  assert len(rd) == len(cfg["data"]) * len(cfg["distortions"]) * len(
+      cfg["max_bpp"])
+  assert set(rd.distortion) == {"mse", "msssim", "nlpd"}
+  assert np.all(np.isfinite(rd[["bpp", "psnr", "msssim", "nlpd"]]))
+  # The rate bound holds for the real bit-strings (+ a flag byte).
+  h = cfg["crop"]
+  assert (rd.bpp <= rd.max_bpp + 8.0 / h ** 2 + 1e-9).all()
+  assert len(results["rd"]) == len(rd)
+
+
+@pytest.mark.slow
+def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
+  runner.run_experiment("nlpd_vs_mse", "tiny", str(tmp_path),
+                        overrides={"images": kodak_like}, verbose=False)
+  folder = tmp_path / "nlpd_vs_mse"
+  results = _outputs(folder, ("curves.csv", "gain.csv",
+                              "fig20_nlpd_vs_mse.png"))
+  cfg = runner.get_experiment("nlpd_vs_mse").configs["tiny"]
+  curves = pd.read_csv(folder / "curves.csv")
+  steps = list(range(0, cfg["train"]["steps"] + 1, cfg["eval_every"]))
+  assert sorted(set(curves.step)) == steps
+  assert set(curves.seed) == set(cfg["seeds"])
+  # Same seed -> same initial weights: no gain before training.
+  assert np.allclose(curves.loc[curves.step == 0, "gain"], 0.0)
+  np.testing.assert_allclose(
+      curves.gain, curves.test_mse_mse_model - curves.test_mse_nlpd_model)
+  gain = pd.read_csv(folder / "gain.csv")
+  assert np.all(np.isfinite(gain[["mean_gain", "std_gain"]]))
+  assert results["final_step"] == steps[-1]

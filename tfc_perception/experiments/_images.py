@@ -102,3 +102,133 @@ def load_images(files: Sequence[str]) -> List[np.ndarray]:
     except OSError as e:
       raise ValueError(f"cannot read image {f}: {e}") from None
   return out
+
+
+# ---------------------------------------------------------------------------
+# Compression models for the image experiments (contrast, scarce_data,
+# nlpd_vs_mse): training spec -> trained model, and codec evaluation.
+
+MODEL_SPEC_KEYS = ("model", "distortion", "lmbda", "num_filters",
+                   "latent_channels", "num_centers", "data", "patchsize",
+                   "batch_size", "steps", "learning_rate", "seed",
+                   "run_eagerly")
+
+
+def kodak_split(spec: str, test_images: Sequence[int]):
+  """Kodak-style folder -> (train_files, test_files) by image number.
+
+  Args:
+    spec: folder (or "shared:kodak") holding kodimNN.png files.
+    test_images: the 1-based numbers of the test images (e.g. 1..12); the
+      others are training images.
+
+  Returns:
+    (train_files, test_files), sorted; train_files may be empty.
+
+  Raises:
+    FileNotFoundError: no kodimNN images in the folder.
+    ValueError: a requested test image is missing.
+  """
+  import glob  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  folder = resolve_data(spec)
+  files = sorted(glob.glob(os.path.join(folder, "kodim*.png")))
+  if not files:
+    raise FileNotFoundError(f"no kodimNN.png images in {folder}.")
+  number = {f: int(re.search(r"kodim(\d+)", os.path.basename(f)).group(1))
+            for f in files}
+  wanted = set(int(i) for i in test_images)
+  missing = wanted - set(number.values())
+  if missing:
+    raise ValueError(f"test image(s) {sorted(missing)} not in {folder}.")
+  test = [f for f in files if number[f] in wanted]
+  train = [f for f in files if number[f] not in wanted]
+  return train, test
+
+
+def train_compression_model(spec, train_files=None, log=print,
+                            callbacks=()):
+  """Builds and trains an image compression model with Eq. 3 (Keras fit).
+
+  Args:
+    spec: dict with MODEL_SPEC_KEYS: model ("factorized" | "softquant"),
+      distortion, lmbda (None for softquant, whose loss is D only),
+      num_filters, latent_channels, num_centers (softquant), data
+      ("uniform_noise" or "files": random crops of `train_files`), patchsize,
+      batch_size, steps, learning_rate, seed, run_eagerly.
+    train_files: image files for data == "files".
+    log: progress printer.
+    callbacks: extra Keras callbacks (e.g. periodic evaluation).
+
+  Returns:
+    (model, info) with the final training metrics.
+
+  Raises:
+    ValueError: unknown keys or data.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
+  unknown = set(spec) - set(MODEL_SPEC_KEYS)
+  if unknown:
+    raise ValueError(f"unknown model spec key(s) {sorted(unknown)}; accepted: "
+                     f"{', '.join(MODEL_SPEC_KEYS)}.")
+  kwargs = {k: spec.get(k) for k in ("distortion", "lmbda", "num_filters",
+                                     "latent_channels", "num_centers")}
+  model = models.build_model(spec["model"], seed=int(spec["seed"]), **kwargs)
+  ps, bs, seed = int(spec["patchsize"]), int(spec["batch_size"]), int(
+      spec["seed"])
+  if spec["data"] == "uniform_noise":
+    ds = images.uniform_noise_images(ps, bs, seed=seed)
+  elif spec["data"] == "files":
+    if not train_files:
+      raise ValueError("data 'files' needs a non-empty list of train_files.")
+    ds = images.random_crops(list(train_files), ps, bs, seed=seed)
+  else:
+    raise ValueError(f"unknown training data {spec['data']!r}; accepted: "
+                     "'uniform_noise', 'files'.")
+  model.compile(optimizer=tf.keras.optimizers.Adam(float(spec["learning_rate"])),
+                run_eagerly=bool(spec.get("run_eagerly", False)))
+  steps = int(spec["steps"])
+  history = model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
+                      callbacks=list(callbacks))
+  info = {k: float(v[-1]) for k, v in history.history.items()}
+  log(f"trained {spec['model']} ({spec['distortion']}, data "
+      f"{spec['data']}) for {steps} steps: "
+      + ", ".join(f"{k}={v:.4g}" for k, v in info.items()))
+  return model, info
+
+
+def codec_metrics(model, x: np.ndarray, msssim_scales=None,
+                  nlpd_levels=None) -> dict:
+  """Compresses ONE uint8 image [H, W, 3] for real and measures the result.
+
+  Returns:
+    dict: bpp (range-coded bits / pixels), mse (0-255 scale), psnr (dB),
+    msssim, nlpd (laparra2016, levels that fit), and "x_hat" (uint8).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfc_perception import distances  # pylint: disable=g-import-not-at-top
+  xb = tf.constant(x[None])
+  compressed = model.compress(xb)
+  strings = compressed[0].numpy()
+  bits = 8.0 * sum(len(s) for s in np.ravel(strings))
+  x_hat = model.decompress(*compressed)
+  x_hat = tf.cast(tf.clip_by_value(tf.round(tf.cast(x_hat, tf.float32)), 0,
+                                   255), tf.uint8) if x_hat.dtype != tf.uint8 \
+      else x_hat
+  h, w = x.shape[:2]
+  size = min(h, w)
+  scales = msssim_scales or distances.ms_ssim_max_scales(size)
+  levels = nlpd_levels or distances.nlpd_max_levels(size)
+  mse = float(distances.mse(xb, x_hat).numpy()[0])
+  return {
+      "bpp": bits / (h * w),
+      "mse": mse,
+      "psnr": float(distances.psnr(xb, x_hat).numpy()[0]) if mse > 0 else
+              float("inf"),
+      "msssim": float(distances.ms_ssim(xb, x_hat,
+                                        num_scales=scales).numpy()[0]),
+      "nlpd": float(distances.nlpd(xb, x_hat, num_levels=levels).numpy()[0]),
+      "x_hat": x_hat.numpy()[0],
+  }

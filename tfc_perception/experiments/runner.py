@@ -73,6 +73,9 @@ BUILTIN_MODULES = [
     "tfc_perception.experiments.student_t",
     "tfc_perception.experiments.dae",
     "tfc_perception.experiments.sensitivity",
+    "tfc_perception.experiments.contrast",
+    "tfc_perception.experiments.scarce_data",
+    "tfc_perception.experiments.nlpd_vs_mse",
 ]
 
 PRESETS = ("tiny", "quick", "paper")
