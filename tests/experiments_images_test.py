@@ -232,3 +232,13 @@ def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
   gain = pd.read_csv(folder / "gain.csv")
   assert np.all(np.isfinite(gain[["mean_gain", "std_gain"]]))
   assert results["final_step"] == steps[-1]
+
+
+def test_contrast_auto_falls_back_offline_without_cached_models(
+    tmp_path, monkeypatch):
+  from tfc_perception.experiments import contrast
+  monkeypatch.setenv("TFC_PERCEPTION_CACHE", str(tmp_path / "empty"))
+  messages = []
+  assert contrast._pretrained_pairs([1], False, messages.append) is None  # pylint: disable=protected-access
+  assert "not available" in messages[0]
+  assert not (tmp_path / "empty").exists()  # Offline: nothing created.
