@@ -162,6 +162,11 @@ def test_interface_pieces_agree_with_the_codec(exported):
   strings = loaded.compress(x)[0].numpy()
   assert strings.shape == (2,)
   np.testing.assert_array_equal(bits.numpy(), [8 * len(s) for s in strings])
+  check = loaded.self_check()
+  assert check["ok"] and check["latent_shape"] == [1, 16, 16, 4], check
+  broken = tfci.TfciModel(loaded.path)  # wrong scale: the check must notice
+  broken.tensors.reconstruction_scale = 0.5
+  assert not broken.self_check(x)["ok"]
   noisy = loaded.quantize(y, training=True)
   assert 0 < np.abs(noisy - y).max() <= 0.5
   assert loaded.rate_unit == "bpp"
@@ -338,6 +343,10 @@ def test_discovery_on_a_tfc1_style_graph(tmp_path, to_uint8):
   np.testing.assert_array_equal(model.reconstruct(x).numpy(), expected)
   # The synthesis output is taken before clip/round: not clipped.
   assert x_float.numpy().min() < 0 or x_float.numpy().max() > 1
+  check = model.self_check(x)
+  assert check["ok"], check
+  if to_uint8 is _clip_round:  # the same conversion: identical pixels
+    assert check["max_abs_diff"] == 0, check
   model.compress_to_file(x, tmp_path / "l.tfci")
   np.testing.assert_array_equal(
       model.decompress_file(tmp_path / "l.tfci").numpy(), expected)

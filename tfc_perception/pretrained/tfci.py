@@ -680,6 +680,37 @@ class TfciModel:
 
   call = __call__
 
+  def self_check(self, x=None) -> dict:
+    """Checks that the discovered tensors agree with the graph's own codec:
+    the pixels of synthesis(quantize(analysis(x))), cropped, scaled to
+    [0, 255], clipped and rounded, must be within 1 of reconstruct(x) (1
+    allows a graph that converts to uint8 differently, e.g. x * 255.5).
+
+    Args:
+      x: uint8 images [N, H, W, 3]; default: a seeded 64x64 test pattern.
+
+    Returns:
+      {"ok": bool, "max_abs_diff": int, "latent_shape": [...]}.
+
+    Raises:
+      ValueError: the internal tensors were not found.
+    """
+    if x is None:
+      rng = np.random.RandomState(0)
+      yy, xx = np.mgrid[0:64, 0:64] / 8.
+      base = np.stack([np.sin(yy + c) * np.cos(xx + 2 * c) for c in range(3)],
+                      -1)
+      x = np.clip(128 + 90 * base + rng.normal(0, 8, base.shape), 0, 255)
+      x = x.astype(np.uint8)[None]
+    x = _as_images(x)
+    y = self.analysis(x)
+    x_hat = self.synthesis(self.quantize(y))[:, :x.shape[1], :x.shape[2], :]
+    pixels = tf.clip_by_value(tf.round(x_hat * 255.), 0., 255.)
+    diff = tf.abs(pixels - tf.cast(self.reconstruct(x), tf.float32))
+    worst = int(tf.reduce_max(diff).numpy())
+    return {"ok": worst <= 1, "max_abs_diff": worst,
+            "latent_shape": y.shape.as_list()}
+
   def get_config(self):
     return {"name": self.model_name, "path": self.path, "sha256": self.sha256,
             "distortion": self.distortion, "format": "tfci-metagraph",
