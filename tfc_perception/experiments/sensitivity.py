@@ -393,8 +393,8 @@ CONFIGS = {
         _COMMON, num_train=0, num_eval=500,
         pixelcnn={"num_resnet": 1, "num_hierarchies": 2, "num_filters": 32,
                   "num_logistic_mix": 5, "dropout_p": 0.0},
-        train={"steps": 900, "batch_size": 32, "learning_rate": 2e-3,
-               "lr_decay": 0.3, "epochs": 9, "seed": 0,
+        train={"steps": 400, "batch_size": 32, "learning_rate": 2e-3,
+               "lr_decay": 0.3, "epochs": 4, "seed": 0,
                "run_eagerly": False}),
     "paper": dict(
         _COMMON, num_train=0, num_eval=1000,
