@@ -545,8 +545,14 @@ class TfciModel:
 
   def _fn(self, key, feeds, fetches):
     if key not in self._fns:
-      self._fns[key] = self._wrapped.prune(
-          [self._t(n) for n in feeds], [self._t(n) for n in fetches])
+      try:
+        self._fns[key] = self._wrapped.prune(
+            [self._t(n) for n in feeds], [self._t(n) for n in fetches])
+      except Exception as e:  # pylint: disable=broad-except
+        raise ValueError(
+            f"{self.model_name}: cannot build the {key} function from "
+            f"{feeds} to {fetches}: {type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0]}") from e
     return self._fns[key]
 
   # -- the model interface -------------------------------------------------
