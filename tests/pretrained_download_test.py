@@ -26,7 +26,8 @@ from tfc_perception.pretrained import downloader as dl
 class LocalServer:
   """http.server on 127.0.0.1 (a thread) serving `routes`: path -> (mode,
   bytes). Modes: ok, 404, 503 (transient), truncate (Content-Length larger
-  than the body), stall (no answer until released), slow (body in chunks).
+  than the body), stall (no answer until released), slow / slower (body in
+  8 chunks, 0.03 / 0.15 s apart).
   Counts the GET requests per path."""
 
   def __init__(self, directory=None):
@@ -64,12 +65,12 @@ class LocalServer:
         extra = 1000 if mode == "truncate" else 0
         self.send_header("Content-Length", str(len(body) + extra))
         self.end_headers()
-        if mode == "slow":
+        if mode in ("slow", "slower"):
           step = max(1, len(body) // 8)
           for i in range(0, len(body), step):
             self.wfile.write(body[i:i + step])
             self.wfile.flush()
-            time.sleep(0.03)
+            time.sleep(0.03 if mode == "slow" else 0.15)
         else:
           self.wfile.write(body)
         self.wfile.flush()
@@ -280,7 +281,8 @@ def test_concurrent_downloads_of_the_same_file(tmp_path, server):
 def test_concurrent_downloads_in_two_processes(tmp_path, server):
   reg = make_registry(tmp_path, [blob("a.bin", GOOD)])
   cache = tmp_path / "cache"
-  server.routes["/a.bin"] = ("slow", GOOD)
+  # Slow enough (~1.2 s) that the two interpreters' downloads overlap.
+  server.routes["/a.bin"] = ("slower", GOOD)
   # The download module alone (no TensorFlow), loaded by file path.
   code = (
       "import importlib.util, sys, types\n"
