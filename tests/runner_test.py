@@ -129,3 +129,15 @@ def test_builtin_experiments_have_presets():
     if e.name.startswith("runner_test"):
       continue
     assert {"tiny", "quick", "paper"} <= set(e.configs), e.name
+
+
+def test_broken_experiment_module_does_not_hide_the_others(monkeypatch,
+                                                          capsys):
+  monkeypatch.setattr(runner, "_LOADED", False)
+  monkeypatch.setattr(runner, "_IMPORT_ERRORS", {})
+  monkeypatch.setattr(runner, "BUILTIN_MODULES", list(
+      runner.BUILTIN_MODULES) + ["tfc_perception.experiments.no_such_module"])
+  assert "dae" in [e.name for e in runner.list_experiments()]
+  assert "no_such_module" in capsys.readouterr().err
+  with pytest.raises(KeyError, match="no_such_module"):
+    runner.get_experiment("not_registered")

@@ -73,8 +73,31 @@ def cell_boundaries(labels: np.ndarray) -> np.ndarray:
   return edge
 
 
+def _boundary_segments(xs, ys, labels):
+  """Cell boundaries as a LineCollection of grid-cell edges (crisp at any
+  resolution, unlike an imshow of the boundary mask)."""
+  from matplotlib.collections import LineCollection  # pylint: disable=g-import-not-at-top
+  labels = np.asarray(labels)
+  if labels.shape != (len(ys), len(xs)):
+    raise ValueError(f"labels must have shape (len(ys), len(xs)) = "
+                     f"{(len(ys), len(xs))}, got {labels.shape}.")
+  dx, dy = xs[1] - xs[0], ys[1] - ys[0]
+  segs = []
+  # Between columns j and j+1: a vertical edge at the midpoint.
+  ii, jj = np.nonzero(labels[:, :-1] != labels[:, 1:])
+  xm = 0.5 * (xs[jj] + xs[jj + 1])
+  segs.append(np.stack([np.stack([xm, ys[ii] - dy / 2], 1),
+                        np.stack([xm, ys[ii] + dy / 2], 1)], 1))
+  ii, jj = np.nonzero(labels[:-1, :] != labels[1:, :])
+  ym = 0.5 * (ys[ii] + ys[ii + 1])
+  segs.append(np.stack([np.stack([xs[jj] - dx / 2, ym], 1),
+                        np.stack([xs[jj] + dx / 2, ym], 1)], 1))
+  return LineCollection(np.concatenate(segs, 0), colors="k", linewidths=0.7,
+                        zorder=2)
+
+
 def plot_density(ax, xs: np.ndarray, ys: np.ndarray, density: np.ndarray,
-                 log: bool = True, cmap: str = "Greys", title: str = "",
+                 log: bool = True, cmap: str = "Blues", title: str = "",
                  colorbar: bool = False):
   """Shows a 2-D density sampled on the grid xs × ys (density[j, i] at
   (xs[i], ys[j])).
@@ -99,7 +122,7 @@ def plot_density(ax, xs: np.ndarray, ys: np.ndarray, density: np.ndarray,
   if log:
     lo = np.percentile(values, 1)
     values = np.maximum(values, lo)
-  im = ax.imshow(values, origin="lower", cmap=cmap + "_r" if log else cmap,
+  im = ax.imshow(values, origin="lower", cmap=cmap,
                  extent=(xs[0], xs[-1], ys[0], ys[-1]), aspect="equal",
                  interpolation="nearest")
   if colorbar:
@@ -116,7 +139,7 @@ def plot_quantisation(ax, xs: np.ndarray, ys: np.ndarray, density: np.ndarray,
                       labels: np.ndarray, codes: np.ndarray,
                       code_weights: Optional[np.ndarray] = None,
                       title: str = "", samples: Optional[np.ndarray] = None):
-  """Density (grey), quantisation cell boundaries (black) and code vectors
+  """Density (blue, log scale), quantisation cell boundaries (black) and code vectors
   (red dots), as in Fig. 11c / 12 / 13.
 
   Args:
@@ -130,13 +153,9 @@ def plot_quantisation(ax, xs: np.ndarray, ys: np.ndarray, density: np.ndarray,
     samples: optional [N, 2] source samples shown as faint dots.
   """
   plot_density(ax, xs, ys, density, log=True, title=title)
-  edge = cell_boundaries(labels)
-  overlay = np.zeros(edge.shape + (4,))
-  overlay[edge] = (0.0, 0.0, 0.0, 0.9)
-  ax.imshow(overlay, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]),
-            aspect="equal", interpolation="nearest")
+  ax.add_collection(_boundary_segments(xs, ys, labels))
   if samples is not None:
-    ax.plot(samples[:, 0], samples[:, 1], ".", ms=1, color="tab:blue",
+    ax.plot(samples[:, 0], samples[:, 1], ".", ms=1, color="tab:orange",
             alpha=0.3)
   codes = np.asarray(codes)
   if codes.size:

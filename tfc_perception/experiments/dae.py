@@ -243,7 +243,8 @@ def run(ctx: runner.RunContext) -> Dict:
       if i == 0 and j == 0:
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="upper center")
+        fig.legend(h1 + h2, l1 + l2, fontsize=7, ncol=4,
+                   loc="outside lower center")
   fig.suptitle(f"Fig. 9: DAE deviation vs scaled score and p(x), σ = {sigma}",
                fontsize=9)
   numbers = {}

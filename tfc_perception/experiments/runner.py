@@ -148,13 +148,32 @@ def register_experiment(name: str, run: Callable, configs: Mapping[str, Mapping]
   return exp
 
 
+_IMPORT_ERRORS: Dict[str, str] = {}
+
+
 def _load_builtin():
+  """Imports BUILTIN_MODULES. A module that fails to import does not take the
+  others down: its error is printed once and named when an experiment is not
+  found."""
   global _LOADED
   if _LOADED:
     return
   for module in BUILTIN_MODULES:
-    importlib.import_module(module)
+    try:
+      importlib.import_module(module)
+    except Exception as e:  # pylint: disable=broad-except
+      _IMPORT_ERRORS[module] = f"{type(e).__name__}: {e}"
+      print(f"warning: experiment module {module} failed to import "
+            f"({_IMPORT_ERRORS[module]}); its experiments are unavailable.",
+            file=sys.stderr)
   _LOADED = True
+
+
+def _import_errors_note() -> str:
+  if not _IMPORT_ERRORS:
+    return ""
+  return (" (modules that failed to import: " + "; ".join(
+      f"{m}: {e}" for m, e in _IMPORT_ERRORS.items()) + ")")
 
 
 def get_experiment(name: str) -> Experiment:
@@ -167,7 +186,8 @@ def get_experiment(name: str) -> Experiment:
   if name not in _REGISTRY:
     raise KeyError(f"unknown experiment {name!r}; accepted: "
                    f"{', '.join(sorted(_REGISTRY))} or a group "
-                   f"({', '.join(sorted(_groups()))}).")
+                   f"({', '.join(sorted(_groups()))})"
+                   f"{_import_errors_note()}.")
   return _REGISTRY[name]
 
 
@@ -198,7 +218,8 @@ def resolve_names(name: str) -> List[str]:
   if name in groups:
     return groups[name]
   raise KeyError(f"unknown experiment or group {name!r}; experiments: "
-                 f"{', '.join(_REGISTRY)}; groups: {', '.join(groups)}.")
+                 f"{', '.join(_REGISTRY)}; groups: {', '.join(groups)}"
+                 f"{_import_errors_note()}.")
 
 
 def _set_dotted(cfg: dict, key: str, value):

@@ -1,0 +1,166 @@
+"""Tests of the 2-D experiments (issue 6): a tiny config of each figure runs,
+its outputs exist and parse, and the paper's direction holds where it is
+robust at small scale.
+
+The whole group runs once (module fixture, `bin/reproduce all --config tiny`
+equivalent): 7 small models of ~600 steps; the per-figure tests then read the
+files it wrote.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO_ROOT
+from tfc_perception.experiments import runner
+from tfc_perception.experiments import student_t
+
+pytestmark = pytest.mark.slow
+
+FIGURES = {
+    "fig2": ["fig2.png", "fig2_correlations.csv"],
+    "fig11": ["fig11.png", "fig11_code_vectors.csv"],
+    "fig12": ["fig12.png", "fig12_metrics.csv", "fig12_code_vectors.csv"],
+    "fig13": ["fig13.png", "fig13_metrics.csv", "fig13_code_vectors.csv"],
+    "fig14": ["fig14.png", "fig4_left.png", "fig14_ratio.csv"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  out = tmp_path_factory.mktemp("repro2d")
+  res = runner.run_experiments("all", "tiny", str(out), verbose=False)
+  return out, {r["name"]: r for r in res["experiments"]}
+
+
+def _results(out, name):
+  return json.loads((out / name / "results.json").read_text())["results"]
+
+
+def test_all_group_is_issue6_experiments():
+  assert runner.resolve_names("all") == list(FIGURES)
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_outputs_exist_and_parse(tiny, name):
+  out, runs = tiny
+  d = out / name
+  for f in FIGURES[name] + ["results.json", "report.md", "manifest.json",
+                            "models.csv"]:
+    assert (d / f).exists(), f
+  for f in FIGURES[name]:
+    if f.endswith(".png"):
+      assert (d / f).read_bytes()[:4] == b"\x89PNG"
+      assert f"![{f}]({f})" in (d / "report.md").read_text()
+    else:
+      table = pd.read_csv(d / f)
+      assert len(table) > 0
+  manifest = json.loads((d / "manifest.json").read_text())
+  assert manifest["config"]["_preset"] == "tiny"
+  assert manifest["wall_time_s"] > 0
+  models = pd.read_csv(d / "models.csv")
+  assert (models["train_time_s"] > 0).all()
+
+
+def test_models_are_shared_through_the_cache(tiny):
+  _, runs = tiny
+  # fig11 uses the plain λ=1 model trained by fig2; fig14's pair at λ=1
+  # reuses fig2's plain and fig12's P(x)-weighted model.
+  assert [m["source"] for m in runs["fig11"]["models"]] == ["cache"]
+  assert [m["source"] for m in runs["fig14"]["models"]] == ["cache", "cache"]
+  assert runs["fig12"]["models"][0]["source"] == "cache"
+
+
+def test_fig2_sweep_and_self_distance_direction(tiny):
+  out, _ = tiny
+  r = _results(out, "fig2")
+  table = pd.read_csv(out / "fig2" / "fig2_correlations.csv")
+  assert len(table) == 3
+  # Higher λ, higher rate, lower distortion.
+  by_l = table.sort_values("lmbda")
+  assert by_l["bits_per_sample"].is_monotonic_increasing
+  assert by_l["sse_per_sample"].is_monotonic_decreasing
+  # Obs. 4 at low rate: likely points are reconstructed better (Ds negatively
+  # rank-correlated with p(x1)); at these rates ρ < -0.5 in every run we made.
+  assert r["rho_ds_lowest_rate"] < -0.5
+  # De of a random perturbation carries no information about p(x1).
+  assert abs(r["rho_de_mean"]) < 0.1
+  for k in ("de", "dr", "din", "ds", "sens_dr", "sens_din"):
+    assert all(-1 <= v <= 1 for v in table[f"rho_{k}"].dropna())
+
+
+def test_fig11_cells_grow_away_from_the_mode(tiny):
+  out, _ = tiny
+  r = _results(out, "fig11")
+  assert r["cells_with_mass"] >= 3
+  codes = pd.read_csv(out / "fig11" / "fig11_code_vectors.csv")
+  assert np.isclose(codes["mass"].sum(), 1.0, atol=0.05)
+
+
+def test_fig12_density_weighting_moves_accuracy_to_the_core(tiny):
+  out, _ = tiny
+  r = _results(out, "fig12")
+  plain, weighted = r["mse"], r["density_mse"]
+  # P(x)·||·||²: better near the mode, worse in the tails than ||·||².
+  assert weighted["sse_per_sample_core"] < plain["sse_per_sample_core"]
+  assert weighted["sse_per_sample_tail"] > plain["sse_per_sample_tail"]
+  for d in ("mse", "density_mse", "inverse_density_mse"):
+    assert r[d]["bits_per_sample"] > 0 and r[d]["sse_total"] > 0
+
+
+def test_fig13_weighting_concentrates_code_vectors(tiny):
+  out, _ = tiny
+  r = _results(out, "fig13")
+  plain, weighted = r["plain"], r["student_t_weighted"]
+  assert (weighted["code_density_core_per_unit2"]
+          > plain["code_density_core_per_unit2"])
+  assert weighted["sse_per_sample_core"] < plain["sse_per_sample_core"]
+
+
+def test_fig14_ratio_below_one_at_mode_above_in_tails(tiny):
+  out, _ = tiny
+  r = _results(out, "fig14")
+  pair = r["pairs"][0]
+  assert pair["geomean_ratio_core"] < 1.0 < pair["geomean_ratio_tail"]
+  table = pd.read_csv(out / "fig14" / "fig14_ratio.csv")
+  assert np.all(np.isfinite(table["ratio_polyfit"]))
+
+
+def test_model_spec_normalises_weighted_lambda():
+  cfg = dict(runner.get_experiment("fig12").configs["tiny"],
+             inverse_density_floor=0.0)
+  plain = student_t.model_spec(cfg, 2.0)
+  weighted = student_t.model_spec(cfg, 2.0, "density_mse")
+  inverse = student_t.model_spec(cfg, 2.0, "inverse_density_mse")
+  assert plain["lmbda"] == 2.0 and "weight" not in plain
+  # λ / geometric mean of P(x) under the Student-t, which lies below its
+  # maximum P(0) = 1/(2π) ≈ 0.159 (and, heavy tails, well below the median).
+  assert weighted["lmbda"] > 2.0 / 0.159
+  # The weight of the inverse model is 1/P: its geometric mean is 1/g.
+  assert weighted["lmbda"] * inverse["lmbda"] == pytest.approx(4.0, rel=1e-3)
+  assert runner.config_hash(plain) != runner.config_hash(weighted)
+  floored = student_t.model_spec(
+      runner.get_experiment("fig12").configs["tiny"], 2.0,
+      "inverse_density_mse")
+  assert floored["density_floor"] == 1e-3
+  assert runner.config_hash(floored) != runner.config_hash(inverse)
+
+
+def test_cli_list_and_unknown_experiment():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  ok = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin",
+                                                    "reproduce"), "list"],
+                      capture_output=True, text=True, env=env, timeout=120)
+  assert ok.returncode == 0, ok.stderr
+  for name in list(FIGURES) + ["dae"]:
+    assert name in ok.stdout
+  bad = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin",
+                                                     "reproduce"), "fig99"],
+                       capture_output=True, text=True, env=env, timeout=120)
+  assert bad.returncode == 1
+  assert "unknown experiment" in bad.stderr and "fig2" in bad.stderr
