@@ -1,6 +1,6 @@
 """Pretrained models and datasets: registry, verified downloads, tfci loading.
 
-The paper's human-opinion (Sec. 4.2, Fig. 3) and contrast (Fig. 16) results
+The paper's human-opinion (Fig. 3) and contrast (Fig. 4 right, Fig. 16) results
 use tensorflow-compression's published bmshj2018-factorized-mse-[1-8] and
 -msssim-[1-8] models. This package lists them (`list_models`), downloads them
 once into a verified cache (`download`) and loads them (`load`) as objects

@@ -300,7 +300,7 @@ def download(name: str, cache_dir: Optional[str] = None,
   """Downloads (once) and verifies a registry artefact or a whole dataset.
 
   Used for the pretrained bmshj2018-factorized models of the paper's
-  human-opinion and contrast experiments (Sec. 4.2, Fig. 3, Fig. 16) and the
+  human-opinion and contrast experiments (Fig. 3, Fig. 4 right, Fig. 16) and the
   Kodak images.
 
   Args:

@@ -2,7 +2,7 @@
 discovery, and .tfci bit-stream files.
 
 tfc's pretrained models (the bmshj2018-factorized models used for the paper's
-human-opinion and contrast results, Sec. 4.2, Fig. 3, Fig. 16) are serialized
+human-opinion and contrast results, Fig. 3 and Fig. 4 right / Fig. 16) are serialized
 TF1 `MetaGraphDef`s with two signatures: "sender" (uint8 image -> bit strings
 and shapes) and "receiver" (those tensors -> uint8 image). `TfciModel` imports
 one under TF2 exactly like tfc's `tfci.py` (`tf.compat.v1.wrap_function` +
