@@ -328,7 +328,8 @@ class ContinuousEntropyCoding:
         def tables():
           em = tfc.ContinuousBatchedEntropyModel(
               self.prior, coding_rank=self._coding_rank, compression=True,
-              stateless=True, offset_heuristic=False)
+              stateless=True, offset_heuristic=False,
+              bottleneck_dtype=tf.float32)
           return em.cdf, em.cdf_offset
         table_fn = tf.function(tables, autograph=False)
         object.__setattr__(self, "_table_fn", table_fn)

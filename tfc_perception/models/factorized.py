@@ -95,7 +95,8 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
     self.synthesis_transform = synthesis_transform(n)
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(m,))
     self.entropy_model = tfc.ContinuousBatchedEntropyModel(
-        self.prior, coding_rank=3, compression=False, offset_heuristic=False)
+        self.prior, coding_rank=3, compression=False, offset_heuristic=False,
+        bottleneck_dtype=tf.float32)
     self.analysis_transform.build((None, None, None, 3))
     self.synthesis_transform.build((None, None, None, m))
 

@@ -93,7 +93,8 @@ class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
         name="synthesis")
     self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.latent_dims,))
     self.entropy_model = tfc.ContinuousBatchedEntropyModel(
-        self.prior, coding_rank=1, compression=False, offset_heuristic=False)
+        self.prior, coding_rank=1, compression=False, offset_heuristic=False,
+        bottleneck_dtype=tf.float32)
     # Create all weights now, so checkpoints/optimizers see them at once.
     self.analysis_transform.build((None, self.source_dims))
     self.synthesis_transform.build((None, self.latent_dims))

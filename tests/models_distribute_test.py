@@ -1,0 +1,55 @@
+"""The models train under tf.distribute.MirroredStrategy (2 logical CPUs)
+and under a mixed_bfloat16 policy, and still code exactly afterwards.
+
+Runs in a subprocess: logical devices must be configured before TensorFlow
+initialises them, which the rest of the test session has already done.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+_SCRIPT = r"""
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    cpu[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+from tfc_perception import models
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+points = rng.standard_normal((32, 2)).astype(np.float32)
+for name, kwargs, data in [
+    ("toy2d", dict(widths=8, depth=1), points),
+    ("softquant", dict(num_filters=4, latent_channels=4, num_centers=3),
+     images)]:
+  with strategy.scope():
+    model = models.build_model(name, seed=0, **kwargs)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+  history = model.fit(tf.data.Dataset.from_tensor_slices(data).batch(8),
+                      epochs=2, verbose=0)
+  assert np.isfinite(history.history["loss"]).all(), history.history
+  if name == "softquant":  # The replicas' symbol frequencies were averaged.
+    pmf = model.symbol_pmf.numpy()
+    assert np.allclose(pmf.sum(-1), 1, atol=1e-4), pmf
+    assert not np.allclose(pmf, 1 / 3), pmf
+  out = model.compress(data[:2])
+  np.testing.assert_array_equal(np.asarray(model.decompress(*out)),
+                                np.asarray(model.reconstruct(data[:2])))
+  print(name, "ok")
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_and_bfloat16_training():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+  out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True,
+                       text=True, env=env, timeout=600, cwd=REPO_ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.split() == ["toy2d", "ok", "softquant", "ok"]
