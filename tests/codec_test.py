@@ -136,3 +136,23 @@ def test_cli_round_trip_and_errors(saved, tmp_path):
   assert lines[-1].startswith("error: ValueError: wrong model"), out.stderr
   assert not os.path.exists(tmp_path / "e.png")
   # (Truncated/corrupted files: see the library tests above, same code path.)
+
+
+def test_pretrained_tfci_models_write_tfci_files(saved, tmp_path):
+  """A .metagraph (pretrained tfci format) as MODEL: the codec delegates to
+  tfc_perception.pretrained and writes tfc's .tfci container."""
+  from tfc_perception.pretrained import export  # pylint: disable=g-import-not-at-top
+  _, a, _ = saved
+  graph = export.export_metagraph(
+      a, str(tmp_path / "mine.metagraph"),
+      entropy_model=a._coding_entropy_model())  # pylint: disable=protected-access
+  png = tmp_path / "in.png"
+  png.write_bytes(tf.io.encode_png(_image(32, 48)).numpy())
+  stats = codec.compress_file(graph, png, tmp_path / "x.tfci")
+  assert stats["bytes"] == os.path.getsize(tmp_path / "x.tfci")
+  codec.decompress_file(graph, tmp_path / "x.tfci", tmp_path / "x.png")
+  decoded = tf.io.decode_png(tf.io.read_file(str(tmp_path / "x.png")))
+  np.testing.assert_array_equal(decoded.numpy(),
+                                a.reconstruct(_image(32, 48)[None])[0])
+  with pytest.raises(FileNotFoundError, match="pretrained model name"):
+    codec.resolve_model(str(tmp_path / "nothing-here"))

@@ -252,27 +252,45 @@ def read_image(path) -> np.ndarray:
 
 
 def resolve_model(spec: Union[str, os.PathLike, object]):
-  """A model object from a model or a directory written by save_model.
+  """A model object from a model, a directory written by save_model, or a
+  pretrained tfci model (registry name such as "bmshj2018-factorized-mse-3"
+  or a .metagraph path; loaded by `tfc_perception.pretrained.load`).
 
   Raises:
-    FileNotFoundError / ValueError: no model at that path.
+    FileNotFoundError / ValueError: no model at that path / of that name.
   """
   if hasattr(spec, "compress") and hasattr(spec, "decompress"):
     return spec
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
   path = os.fspath(spec)
-  if not os.path.isdir(path):
-    raise FileNotFoundError(
-        f"no model at {path}: give a directory written by "
-        "tfc_perception.models.save_model (bin/train --export).")
-  return models.load_model(path)
+  if os.path.isdir(path):
+    return models.load_model(path)
+  try:
+    from tfc_perception import pretrained  # pylint: disable=g-import-not-at-top
+  except ImportError:  # pragma: no cover
+    pretrained = None
+  if pretrained is not None and (
+      path.endswith(".metagraph") or path in pretrained.default_registry()):
+    return pretrained.load(path)
+  raise FileNotFoundError(
+      f"no model at {path}: give a directory written by "
+      "tfc_perception.models.save_model (bin/train --export), a pretrained "
+      "model name (bin/download --list) or a .metagraph file.")
+
+
+def _is_tfci(model) -> bool:
+  """Pretrained tfci graphs write tfc's own .tfci container instead."""
+  return not hasattr(model, "fingerprint") and hasattr(
+      model, "compress_to_file") and hasattr(model, "decompress_file")
 
 
 def compress_file(model, input_path, output_path) -> dict:
   """Compresses an image file into `output_path` (written atomically).
 
   Args:
-    model: a model, or a saved-model directory.
+    model: a model, a saved-model directory, or a pretrained tfci model
+      (name or .metagraph; then the file is tfc's .tfci format, readable by
+      tfc's tfci.py).
     input_path: PNG/JPEG/... RGB image.
     output_path: destination of the compressed file.
 
@@ -284,9 +302,13 @@ def compress_file(model, input_path, output_path) -> dict:
   """
   model = resolve_model(model)
   image = read_image(input_path)
+  h, w = image.shape[:2]
+  if _is_tfci(model):
+    size = model.compress_to_file(image[None], output_path)
+    return {"bytes": size, "bits_per_pixel": 8 * size / (h * w),
+            "height": h, "width": w, "header_bytes": None}
   data = encode(model, image)
   _io.write_bytes(output_path, data)
-  h, w = image.shape[:2]
   return {"bytes": len(data), "bits_per_pixel": 8 * len(data) / (h * w),
           "height": h, "width": w,
           "header_bytes": read_header(data)["header_bytes"]}
@@ -306,8 +328,11 @@ def decompress_file(model, input_path, output_path) -> dict:
   input_path = os.fspath(input_path)
   if not os.path.isfile(input_path):
     raise FileNotFoundError(f"no such compressed file: {input_path}")
-  with open(input_path, "rb") as f:
-    data = f.read()
-  image = decode(model, data)
+  if _is_tfci(model):
+    image = np.asarray(model.decompress_file(input_path))[0]
+  else:
+    with open(input_path, "rb") as f:
+      data = f.read()
+    image = decode(model, data)
   _io.write_bytes(output_path, tf.io.encode_png(image).numpy())
   return {"height": image.shape[0], "width": image.shape[1]}

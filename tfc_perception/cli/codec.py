@@ -4,7 +4,9 @@
   bin/codec decompress MODEL image.tfcp decoded.png
 
 MODEL is a directory written by tfc_perception.models.save_model (e.g. by
-bin/train --export). The file records which model made it (fingerprint), so
+bin/train --export), or a pretrained tfci model (a registry name such as
+bmshj2018-factorized-mse-3, see bin/download --list, or a .metagraph file;
+those write tfc's .tfci files). The file records which model made it (fingerprint), so
 decoding with another model, or a truncated or corrupted file, is a one-line
 error with exit status 1. Outputs are written atomically. The file format is
 described in tfc_perception/codec.py and docs/models.md.
@@ -17,7 +19,8 @@ from absl import flags
 FLAGS = flags.FLAGS
 
 _USAGE = ("usage: codec compress|decompress MODEL INPUT OUTPUT (MODEL: a "
-          "directory written by save_model / bin/train --export)")
+          "directory written by save_model / bin/train --export, or a "
+          "pretrained model name / .metagraph)")
 
 
 def main(argv):
@@ -33,8 +36,9 @@ def main(argv):
   if command == "compress":
     stats = codec.compress_file(model, src, dst)
     print(f"{dst}: {stats['bytes']} bytes, {stats['bits_per_pixel']:.4f} bpp "
-          f"({stats['width']}x{stats['height']}, header "
-          f"{stats['header_bytes']} bytes)")
+          f"({stats['width']}x{stats['height']}"
+          + (f", header {stats['header_bytes']} bytes)"
+             if stats["header_bytes"] is not None else ", .tfci)"))
   else:
     stats = codec.decompress_file(model, src, dst)
     print(f"{dst}: {stats['width']}x{stats['height']} PNG")
