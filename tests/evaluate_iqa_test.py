@@ -204,6 +204,11 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
   assert [os.path.getmtime(f) for f in npz] == mtimes
   pairs2 = pd.read_csv(os.path.join(out2, "pairs.csv"))
   assert (pairs2[f"dr@{names[0]}"] > 20).all()  # PSNR between recons, dB
+  # Identical reconstructions have infinite PSNR: left out and counted.
+  summary2 = pd.read_csv(os.path.join(out2, "summary.csv"))
+  n_inf = int(np.isinf(pairs2[f"dr@{names[0]}"]).sum())
+  row = summary2[summary2.model == names[0]].iloc[0]
+  assert row.n == 30 - n_inf and row.n_nonfinite_excluded == n_inf
 
 
 def test_missing_images_and_bad_arguments(tmp_path):

@@ -275,6 +275,8 @@ def correlation_rows(result: Dict[str, Any], **labels) -> Dict[str, Any]:
     lo, hi = ci.get(k, [math.nan, math.nan])
     row[k + "_lo"], row[k + "_hi"] = lo, hi
   row["srcc_oriented"] = result["srcc_oriented"]
+  if "n_nonfinite_excluded" in result:
+    row["n_nonfinite_excluded"] = result["n_nonfinite_excluded"]
   row["logistic_converged"] = result.get("logistic", {}).get("converged")
   return row
 

@@ -464,7 +464,8 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
 
   Raises:
     ValueError: bad distances/base/latent/batch_size/limit, no pairs, induced
-      distances requested without models.
+      distances requested without models. (With 1-2 pairs the distances are
+      written but the correlations are NaN and no figure is drawn.)
     FileNotFoundError: unreadable images or models.
   """
   t0 = time.time()
@@ -482,8 +483,9 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
       or not 1 <= msssim_scales <= 5):
     raise ValueError(f"msssim_scales must be an integer in 1..5, got "
                      f"{msssim_scales!r}.")
-  if limit is not None and (not isinstance(limit, int) or limit < 3):
-    raise ValueError(f"limit must be None or an integer >= 3, got {limit!r}.")
+  if limit is not None and (not isinstance(limit, int) or limit < 1):
+    raise ValueError(f"limit must be None or a positive integer, got "
+                     f"{limit!r}.")
   baseline_names = [n for n in names if n in BASELINES]
   induced_names = [n for n in names if n in INDUCED]
   if induced_names and not (models or loaded_models):
@@ -499,10 +501,12 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   if limit is not None:
     pairs = pairs.iloc[:limit]
   pairs = pairs.reset_index(drop=True)
-  if len(pairs) < 3:
-    raise ValueError(f"{dataset.name} has {len(pairs)} evaluable pair(s) "
-                     f"({dataset.n_skipped} skipped for missing images); "
-                     "correlations need at least 3.")
+  if len(pairs) == 0:
+    raise ValueError(f"{dataset.name} has no evaluable pair "
+                     f"({dataset.n_skipped} skipped for missing images).")
+  # With fewer than 3 pairs the distances are still computed and written
+  # (pairs.csv), but there is nothing to correlate.
+  correlate = len(pairs) >= 3
   ds = iqa_data.IQADataset(dataset.name, dataset.root, pairs, dataset.missing,
                            dataset.n_skipped, dataset.mos_higher_is_better)
   os.makedirs(output_dir, exist_ok=True)
@@ -537,9 +541,20 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
 
   def add(model_rec, distance, column):
     lib = _lower_is_better(distance, base)
-    res = stats.correlations(table[column].to_numpy(np.float64), mos_oriented,
-                             lower_is_better=lib, types=types,
-                             n_bootstrap=n_bootstrap, seed=seed)
+    values = table[column].to_numpy(np.float64)
+    # Non-finite values (e.g. PSNR of identical reconstructions = inf) are
+    # left out of the correlations and counted.
+    finite = np.isfinite(values)
+    if correlate and finite.sum() >= 3:
+      res = stats.correlations(values[finite], mos_oriented[finite],
+                               lower_is_better=lib, types=types[finite],
+                               n_bootstrap=n_bootstrap, seed=seed)
+    else:
+      res = {"n": len(pairs), "lower_is_better": lib, "note": "fewer than 3 "
+             "pairs with finite values: no correlation"}
+      for k in ("srcc", "plcc", "plcc_logistic", "krcc", "srcc_oriented"):
+        res[k] = math.nan
+    res["n_nonfinite_excluded"] = int((~finite).sum())
     labels = {
         "model": model_rec.name if model_rec else "",
         "family": model_rec.family if model_rec else "",
@@ -580,7 +595,7 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
               "models": [lm.name for lm in lms]}
   summary_json = {"settings": settings, "results": results}
   _io.write_json(files["summary_json"], summary_json)
-  if lms or baseline_names:
+  if correlate:
     files["figure"] = os.path.join(output_dir, f"fig3_{figure_metric}.png")
     plot_fig3(summary_rows, files["figure"], metric=figure_metric,
               title=f"{ds.name}: {len(pairs)} pairs, Dr base {base}")

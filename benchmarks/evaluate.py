@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Benchmark of bin/evaluate iqa (issue 5): pairs/s on TID2013-sized pairs.
+
+Measures, in one run, on a subset of 512x384 pairs laid out like TID2013
+(references from ../shared/data/tid2013-sample when present, otherwise
+synthetic; distorted = reference + Gaussian noise):
+
+  baseline   PSNR, MS-SSIM, NLPD between reference and distorted (no model):
+             the reference point ("the baseline distances alone").
+  model      Dr, Din, Ds of an untrained FactorizedPrior (N=128/M=192, and
+             N=192/M=320 as used for qualities 6-8), cold cache: forward
+             passes of every image + distances + cache writes.
+  cached     the same again from the cache (a resumed run / added distance).
+
+and extrapolates the full Fig. 3 job: 3000 pairs of baselines once, plus 16
+models (10 of N=128/M=192, 6 of N=192/M=320) x (3000 distorted + 25
+reference forward passes), against the 60-minute target. Prints JSON.
+
+  .venv/bin/python benchmarks/evaluate.py --pairs 8
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SHARED_TID = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "..", "shared", "data", "tid2013-sample", "reference_images")
+
+
+def make_dataset(root, n_pairs, seed=0):
+  """TID2013 layout with n_pairs distorted images (AWGN, 5 levels per
+  reference) of 512x384. Returns the reference source."""
+  rng = np.random.default_rng(seed)
+  os.makedirs(os.path.join(root, "reference_images"))
+  os.makedirs(os.path.join(root, "distorted_images"))
+  refs = []
+  if os.path.isdir(SHARED_TID):
+    for f in sorted(os.listdir(SHARED_TID)):
+      with Image.open(os.path.join(SHARED_TID, f)) as im:
+        refs.append(np.asarray(im.convert("RGB")))
+    source = "tid2013-sample reference images"
+  else:
+    for _ in range(6):
+      small = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+      refs.append(np.asarray(Image.fromarray(small).resize(
+          (512, 384), Image.BICUBIC)))
+    source = "synthetic 512x384 images"
+  lines = []
+  for k in range(n_pairs):
+    r, level = k // 5 % len(refs), k % 5 + 1
+    ref = refs[r]
+    Image.fromarray(ref).save(os.path.join(root, "reference_images",
+                                           f"I{r + 1:02d}.BMP"))
+    sigma = 3.0 * level
+    dist = np.clip(np.round(ref + rng.normal(0, sigma, ref.shape)), 0,
+                   255).astype(np.uint8)
+    name = f"i{r + 1:02d}_01_{level}.bmp"
+    Image.fromarray(dist).save(os.path.join(root, "distorted_images", name))
+    lines.append(f"{7 - 0.2 * sigma:.5f} {name}")
+  with open(os.path.join(root, "mos_with_names.txt"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return source
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--pairs", type=int, default=8,
+                      help="pairs in the subset (>= 3)")
+  parser.add_argument("--batch_size", type=int, default=4)
+  parser.add_argument("--skip_large", action="store_true",
+                      help="do not time the N=192/M=320 model")
+  args = parser.parse_args()
+
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  from tfc_perception.evaluation import iqa  # pylint: disable=g-import-not-at-top
+
+  work = tempfile.mkdtemp(prefix="bench_evaluate_")
+  try:
+    root = os.path.join(work, "tid")
+    source = make_dataset(root, args.pairs)
+    ds = iqa.load_dataset("tid2013", root)
+    n = len(ds)
+    common = dict(n_bootstrap=0, progress=False, batch_size=args.batch_size)
+
+    # Warm-up of the distance graphs (not timed).
+    iqa.evaluate_iqa(ds, os.path.join(work, "warm"), cache_dir="",
+                     distances="psnr,msssim,nlpd", limit=3, **common)
+    t = time.perf_counter()
+    iqa.evaluate_iqa(ds, os.path.join(work, "base"), cache_dir="",
+                     distances="psnr,msssim,nlpd", **common)
+    baseline_s = time.perf_counter() - t
+
+    configs = [("N128_M192", 128, 192)] + (
+        [] if args.skip_large else [("N192_M320", 192, 320)])
+    per_model = {}
+    for label, nf, m in configs:
+      tf.keras.utils.set_random_seed(0)
+      model = models.build_model("factorized", num_filters=nf,
+                                 latent_channels=m)
+      # Warm-up: coding tables and tracing (not timed; once per model).
+      t = time.perf_counter()
+      iqa.evaluate_iqa(ds, os.path.join(work, f"warm-{label}"), cache_dir="",
+                       distances="dr,din,ds", loaded_models=[(label, model)],
+                       limit=3, **common)
+      warm_s = time.perf_counter() - t
+      cache = os.path.join(work, f"cache-{label}")
+      t = time.perf_counter()
+      iqa.evaluate_iqa(ds, os.path.join(work, label), cache_dir=cache,
+                       distances="dr,din,ds", loaded_models=[(label, model)],
+                       **common)
+      cold_s = time.perf_counter() - t
+      t = time.perf_counter()
+      iqa.evaluate_iqa(ds, os.path.join(work, label + "-again"),
+                       cache_dir=cache, distances="dr,din,ds",
+                       loaded_models=[(label, model)], **common)
+      cached_s = time.perf_counter() - t
+      n_images = n + len(ds.references)
+      cache_bytes = sum(os.path.getsize(os.path.join(d, f))
+                        for d, _, fs in os.walk(cache) for f in fs
+                        if f.endswith(".npz"))
+      per_model[label] = {
+          "first_call_warmup_s": round(warm_s, 2),
+          "cold_s": round(cold_s, 2),
+          "cold_pairs_per_s": round(n / cold_s, 3),
+          "cached_s": round(cached_s, 2),
+          "cached_pairs_per_s": round(n / cached_s, 3),
+          "cache_mb_per_image": round(cache_bytes / n_images / 1e6, 3),
+      }
+
+    # Extrapolation of the full Fig. 3 job. Per model, the cold time of the
+    # subset covers its n distorted + len(references) reference passes; TID2013
+    # has 3000 distorted + 25 references per model.
+    def full_model_s(label):
+      per_image = per_model[label]["cold_s"] / (n + len(ds.references))
+      return per_image * (3000 + 25)
+
+    small = full_model_s("N128_M192")
+    large = full_model_s("N192_M320") if "N192_M320" in per_model else (
+        small * (192 * 192) / (128 * 128))
+    full_s = 3000 / (n / baseline_s) + 10 * small + 6 * large
+    result = {
+        "benchmark": "evaluate_iqa",
+        "subset_pairs": n, "image_size_hw": [384, 512],
+        "references": len(ds.references), "source": source,
+        "batch_size": args.batch_size,
+        "baseline": {"distances": ["psnr", "msssim", "nlpd"],
+                     "seconds": round(baseline_s, 2),
+                     "pairs_per_s": round(n / baseline_s, 3)},
+        "models": per_model,
+        "all_distances_pairs_per_s_N128_M192": round(
+            n / (baseline_s + per_model["N128_M192"]["cold_s"]), 3),
+        "full_fig3_job": {
+            "pairs": 3000, "models": "10 x N128/M192 + 6 x N192/M320",
+            "estimated_minutes": round(full_s / 60, 1),
+            "large_model_estimate": ("measured" if "N192_M320" in per_model
+                                     else "scaled by (192/128)^2"),
+            "target_minutes": 60,
+            "meets_target": bool(full_s / 60 <= 60),
+            "cache_gb": round(
+                (3000 + 25) * 16 * per_model["N128_M192"][
+                    "cache_mb_per_image"] / 1e3, 1),
+        },
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1m": round(os.getloadavg()[0], 2),
+                    "gpu": [d.name for d in tf.config.list_physical_devices(
+                        "GPU")]},
+    }
+    print(json.dumps(result, indent=2))
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+  main()
