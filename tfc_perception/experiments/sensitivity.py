@@ -206,8 +206,13 @@ def run(ctx: runner.RunContext) -> Dict:
       key, lambda: train_pixelcnn(train_files, eval_files, cfg, ctx.log),
       label="pixelcnn")
 
-  x = np.stack([im[:size, :size] for im in _images.load_images(eval_files)
-                if im.shape[0] >= size and im.shape[1] >= size])
+  loaded = [(f, im) for f, im in zip(eval_files,
+                                    _images.load_images(eval_files))
+            if im.shape[0] >= size and im.shape[1] >= size]
+  if not loaded:
+    raise ValueError(f"no held-out image is at least {size}x{size} px.")
+  eval_files = [f for f, _ in loaded]
+  x = np.stack([im[:size, :size] for _, im in loaded])
   t0 = time.perf_counter()
   bs = min(int(cfg["eval_batch_size"]), len(x))
   eager = bool(cfg["train"].get("run_eagerly", False))
