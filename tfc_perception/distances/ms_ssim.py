@@ -95,18 +95,15 @@ def _safe_pow(v: tf.Tensor, p) -> tf.Tensor:
 
 
 def _ssim_per_channel(x, y, kernel, max_val, k1, k2):
-  """Per-channel SSIM and contrast-structure, as tf.image's helper.
-
-  The four local means are computed with one depthwise convolution over the
-  four images stacked on the batch axis (same per-pixel arithmetic as four
-  separate convolutions).
-  """
+  """Per-channel SSIM and contrast-structure, as tf.image's helper (same
+  operations in the same order)."""
   c1 = (k1 * max_val) ** 2
   c2 = (k2 * max_val) ** 2
-  n = tf.shape(x)[0]
-  stacked = tf.concat([x, y, x * y, tf.square(x) + tf.square(y)], axis=0)
-  means = tf.nn.depthwise_conv2d(stacked, kernel, [1, 1, 1, 1], "VALID")
-  mean0, mean1, mxy, mxx_yy = (means[i * n:(i + 1) * n] for i in range(4))
+  def reducer(t):
+    return tf.nn.depthwise_conv2d(t, kernel, [1, 1, 1, 1], "VALID")
+
+  mean0, mean1 = reducer(x), reducer(y)
+  mxy, mxx_yy = reducer(x * y), reducer(tf.square(x) + tf.square(y))
   num0 = mean0 * mean1 * 2.0
   den0 = tf.square(mean0) + tf.square(mean1)
   luminance = (num0 + c1) / (den0 + c1)
