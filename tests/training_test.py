@@ -231,3 +231,10 @@ def test_mixed_bfloat16_policy(tmp_path):
   assert np.isfinite(result.history[-1]["loss"])
   # The process-wide policy is restored afterwards.
   assert tf.keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_divergence_is_an_error_and_keeps_no_bad_checkpoint(tmp_path):
+  with pytest.raises(RuntimeError, match="training diverged in epoch 1"):
+    training.train(dict(TOY, epochs=1, steps_per_epoch=3,
+                        learning_rate=1e30, train_dir=str(tmp_path / "run")))
+  assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")) is None

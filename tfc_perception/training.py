@@ -425,16 +425,31 @@ class _Checkpointing(tf.keras.callbacks.Callback):
   """At each epoch end: records the metrics (history.json) and saves the
   weights and optimizer state (tf.train.CheckpointManager)."""
 
-  def __init__(self, manager, epoch_var, history, history_path):
+  def __init__(self, manager, epoch_var, history, history_path,
+               steps_per_epoch):
     super().__init__()
     self._manager = manager
     self._epoch_var = epoch_var
     self._history = history
     self._history_path = history_path
+    self._steps_per_epoch = steps_per_epoch
 
   def on_epoch_end(self, epoch, logs=None):
     entry = {"epoch": epoch + 1}
     entry.update({k: float(v) for k, v in (logs or {}).items()})
+    bad = [k for k, v in entry.items() if not math.isfinite(v)]
+    if bad:
+      # Never checkpoint diverged weights: the last good checkpoint stays.
+      raise RuntimeError(
+          f"training diverged in epoch {epoch + 1}: {', '.join(bad)} became "
+          "NaN/Inf (checkpoint of the previous epoch kept); lower "
+          "--learning_rate or --lambda, or check the data.")
+    step = int(self.model.optimizer.iterations.numpy())
+    if step != (epoch + 1) * self._steps_per_epoch:
+      # Stopped mid-epoch by a callback: not a resumable epoch boundary.
+      _LOG.warning("epoch %d stopped after step %d; not checkpointed.",
+                   epoch + 1, step)
+      return
     self._history.append(entry)
     self._epoch_var.assign(epoch + 1)
     _io.write_json(self._history_path, self._history)
@@ -519,6 +534,29 @@ def float32_bottlenecks(model) -> int:
   return 1
 
 
+def _model_kwargs(cfg: TrainConfig, density) -> Dict[str, Any]:
+  """build_model arguments from the config.
+
+  The user's options go to `build_model` (which warns about those a model
+  does not take). Two are passed only where the model's constructor takes
+  them: the default distortion (so that e.g. the PixelCNN density model,
+  trained by likelihood, gets no distortion) and `image_shape`
+  (patchsize x patchsize x 3, for models with a fixed input size).
+  """
+  import inspect  # pylint: disable=g-import-not-at-top
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  params = inspect.signature(models.model_class(cfg.model).__init__).parameters
+  kwargs = dict(lmbda=cfg.lmbda, quality=cfg.quality,
+                num_filters=cfg.num_filters,
+                latent_channels=cfg.latent_channels,
+                num_centers=cfg.num_centers, density_fn=density, seed=cfg.seed)
+  if "distortion" in params or cfg.distortion != "mse":
+    kwargs["distortion"] = cfg.distortion
+  if "image_shape" in params:
+    kwargs["image_shape"] = (cfg.patchsize, cfg.patchsize, 3)
+  return kwargs
+
+
 def _check_resume_config(path: str, cfg: TrainConfig) -> None:
   saved = _io.read_json(path)
   changed = [f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}"
@@ -589,11 +627,8 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
       density = _sources().density_fn(cfg.weight_density or cfg.data)
     with strategy.scope():
       try:
-        model = models.build_model(
-            cfg.model, distortion=cfg.distortion, lmbda=cfg.lmbda,
-            quality=cfg.quality, num_filters=cfg.num_filters,
-            latent_channels=cfg.latent_channels, num_centers=cfg.num_centers,
-            density_fn=density, seed=cfg.seed)
+        model = models.build_model(cfg.model,
+                                   **_model_kwargs(cfg, density))
       except TypeError as e:
         raise ValueError(f"--model {cfg.model}: {e}") from None
       if cfg.precision_policy != "float32":
@@ -632,17 +667,23 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
           tf.keras.callbacks.TensorBoard(
               log_dir=os.path.join(train_dir, "logs"), write_graph=False,
               update_freq="epoch", profile_batch=0),
-          _Checkpointing(manager, epoch_var, history, history_path),
           tf.keras.callbacks.TerminateOnNaN(),
+          _Checkpointing(manager, epoch_var, history, history_path,
+                         cfg.steps_per_epoch),
       ]
       cbs += list(callbacks)
-      model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
-                callbacks=cbs, verbose=0)
-      if model.stop_training and history and not all(
-          math.isfinite(v) for k, v in history[-1].items() if k != "epoch"):
-        raise RuntimeError("training stopped: the loss became NaN/Inf; lower "
-                           "--learning_rate or check the data.")
+      try:
+        model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
+                  callbacks=cbs, verbose=0)
+      except tf.errors.InvalidArgumentError as e:
+        # E.g. the models' finiteness checks once training has diverged.
+        detail = e.message.strip().splitlines()[0] if e.message else str(e)
+        raise RuntimeError(
+            f"training diverged in epoch {int(epoch_var.numpy()) + 1} "
+            f"({detail.strip()}); the checkpoint of the previous epoch is "
+            "kept; lower --learning_rate or --lambda, or check the data."
+        ) from None
     final = {k: v for k, v in history[-1].items()} if history else {}
     models.save_model(model, export)
     manifest_path = export.rstrip(os.sep) + ".manifest.json"
