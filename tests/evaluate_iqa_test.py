@@ -78,10 +78,9 @@ def make_tid_layout(root, n_refs=3):
 
 @pytest.fixture(scope="module")
 def loaded(setup):
-  """The first model, loaded once in this process (its range coding tables
-  take a while to derive)."""
-  from tfc_perception import models  # pylint: disable=g-import-not-at-top
-  return models.load_model(setup["models"][0])
+  """The first model as built in this process (the same weights as its saved
+  copy; building a model takes seconds, so tests share it)."""
+  return setup["built"][0]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +91,7 @@ def setup(tmp_path_factory):
   root = str(base / "tid")
   make_tid_layout(root)
   tf.keras.utils.set_random_seed(0)
-  paths = []
+  paths, built = [], []
   for q, metric in ((1, "mse"), (1, "msssim")):
     model = models.build_model("factorized", num_filters=8,
                                latent_channels=8, lmbda=0.01 * q,
@@ -100,7 +99,8 @@ def setup(tmp_path_factory):
     path = str(base / f"tiny-factorized-{metric}-{q}")
     models.save_model(model, path)
     paths.append(path)
-  return {"base": base, "root": root, "models": paths}
+    built.append(model)
+  return {"base": base, "root": root, "models": paths, "built": built}
 
 
 def _run(args, cwd):
