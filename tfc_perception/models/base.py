@@ -227,17 +227,12 @@ class CompressionModel(tf.keras.Model):
     return {m.name: m.result() for m in self.metrics}
 
   def train_step(self, data):
-    """One optimizer step on Eq. 3, L = R + lambda * D (Sec. 2)."""
+    """One optimizer step on Eq. 3, L = R + lambda * D."""
     x = self._unpack_data(data)
     with tf.GradientTape() as tape:
       loss, rate, distortion = self._loss_terms(x, training=True)
     self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
-    self._after_train_step(x)
     return self._update_metrics(loss, rate, distortion)
-
-  def _after_train_step(self, x):
-    """Hook for non-gradient state updates (the soft-quantisation pmf)."""
-    del x
 
   def test_step(self, data):
     """Evaluates Eq. 3 with hard quantisation (test time)."""
