@@ -99,6 +99,7 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
         bottleneck_dtype=tf.float32)
     self.analysis_transform.build((None, None, None, 3))
     self.synthesis_transform.build((None, None, None, m))
+    self.built = True  # All weights exist (summary(), checkpoints).
 
   @classmethod
   def from_quality(cls, quality: int, metric: str = "mse", **kwargs):

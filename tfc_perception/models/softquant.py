@@ -99,6 +99,7 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
         aggregation=tf.VariableAggregation.MEAN)
     self.analysis_transform.build((None, None, None, 3))
     self.synthesis_transform.build((None, None, None, m))
+    self.built = True  # All weights exist (summary(), checkpoints).
     self._table_cache = None
 
   def get_config(self) -> dict:

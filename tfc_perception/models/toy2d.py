@@ -98,6 +98,7 @@ class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
     # Create all weights now, so checkpoints/optimizers see them at once.
     self.analysis_transform.build((None, self.source_dims))
     self.synthesis_transform.build((None, self.latent_dims))
+    self.built = True  # All weights exist (summary(), checkpoints).
 
   def get_config(self) -> dict:
     config = super().get_config()
