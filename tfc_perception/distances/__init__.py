@@ -9,6 +9,7 @@ inside tf.function. See docs/distances.md for definitions and conventions.
   ms_ssim                             (ms_ssim.py; default == tf.image.ssim_multiscale)
   nlpd (laparra2016 | laparra2017)    (nlpd.py)
   density_weighted_mse, inverse_density_weighted_mse   (density.py, Fig. 12)
+  pairs.evaluate_pairs: distances between image files/folders (bin/evaluate)
 """
 
 import importlib
