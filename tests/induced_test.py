@@ -23,6 +23,7 @@ class TinyImageModel(tf.keras.Model):
     self.enc.build([None, None, None, 3])
 
   def analysis(self, x):
+    self.last_dtype = x.dtype
     if x.dtype == tf.uint8:
       x = tf.cast(x, tf.float32) / 255.0
     if x.shape[1] % 16 or x.shape[2] % 16:
@@ -74,6 +75,7 @@ def test_din_is_norm_of_analysis_difference_and_dr_of_reconstructions():
   model = TinyImageModel()
   x1, x2 = _images(seed=1), _images(seed=2)
   r = induced.induced_distances(model, x1, x2, base="mse")
+  assert model.last_dtype == tf.uint8  # uint8 images reach the model as such
   # 24 x 40 is padded (symmetric) to 32 x 48 for the model.
   pad = lambda x: tf.pad(tf.cast(x, tf.float32) / 255.0,
                          [[0, 0], [0, 8], [0, 8], [0, 0]], "SYMMETRIC")
@@ -101,6 +103,7 @@ def test_din_is_norm_of_analysis_difference_and_dr_of_reconstructions():
   # Float input with max_val gives the same numbers as uint8.
   rf = induced.induced_distances(model, x1.astype(np.float32),
                                  x2.astype(np.float32), max_val=255.0)
+  assert model.last_dtype == tf.float32
   np.testing.assert_allclose(rf["din"], r["din"], rtol=1e-5)
 
 

@@ -134,13 +134,19 @@ def model_outputs(model, x, max_val: Optional[float] = None,
                      f"{pad_multiple!r}.")
   xf, is_image = _prepare(x, "x", max_val)
   inp = xf
+  raw = x if isinstance(x, tf.Tensor) else (
+      np.asarray(x) if hasattr(x, "__array__") else None)
+  if is_image and raw is not None and raw.dtype == np.uint8:
+    # uint8 images go to the model as they are (a pretrained tfci graph
+    # takes uint8; float input would be quantised back to it anyway).
+    inp = tf.convert_to_tensor(raw)
   if is_image:
     h, w = int(xf.shape[1]), int(xf.shape[2])
     ph, pw = (-h) % pad_multiple, (-w) % pad_multiple
     if ph or pw:
       # Mirror padding needs the pad to be smaller than the image.
       mode = "SYMMETRIC" if ph <= h and pw <= w else "CONSTANT"
-      inp = tf.pad(xf, [[0, 0], [0, ph], [0, pw], [0, 0]], mode=mode)
+      inp = tf.pad(inp, [[0, 0], [0, ph], [0, pw], [0, 0]], mode=mode)
   y = model.analysis(inp)
   y_hat = model.quantize(y, training=False)
   x_hat = tf.cast(model.synthesis(y_hat), tf.float32)
@@ -270,6 +276,9 @@ def induced_distances(model, x1, x2, base: Base = "mse",
                      f"{batch_size!r}.")
   # Inputs are already in [0, 1] (images) or raw (vectors).
   mv = 1.0 if is_image1 else None
+  uint8 = [tf.convert_to_tensor(x) for x in (x1, x2)]
+  if is_image1 and all(t.dtype == tf.uint8 for t in uint8):
+    a1, a2, mv = uint8[0], uint8[1], None  # the model sees the uint8 images
   parts = []
   for s in range(0, n, batch_size):
     b1, b2 = a1[s:s + batch_size], a2[s:s + batch_size]
