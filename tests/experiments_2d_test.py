@@ -120,6 +120,10 @@ def test_fig13_weighting_concentrates_code_vectors(tiny):
   assert (weighted["code_density_core_per_unit2"]
           > plain["code_density_core_per_unit2"])
   assert weighted["sse_per_sample_core"] < plain["sse_per_sample_core"]
+  # Finer cells where the Student-t weight is high.
+  assert (weighted["mean_local_cell_area_core"]
+          < plain["mean_local_cell_area_core"])
+  assert weighted["spearman_local_area_vs_p"] < 0
 
 
 def test_fig14_ratio_below_one_at_mode_above_in_tails(tiny):
