@@ -271,3 +271,24 @@ def test_real_tid2013_sample_pair_evaluates(loaded):
   r = induced.induced_distances(loaded, x1, x2)
   for k in ("dr", "din", "ds1", "ds2"):
     assert np.isfinite(r[k]).all() and r[k][0] > 0, k
+
+
+def test_pretrained_tfci_graph_gives_the_same_induced_distances(loaded,
+                                                                tmp_path):
+  """A model loaded through tfc_perception.pretrained (a tfci .metagraph
+  exported from the project model) yields the same De/Dr/Din/Ds."""
+  from tfc_perception import induced, pretrained  # pylint: disable=g-import-not-at-top
+  from tfc_perception.pretrained import export  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "tiny.metagraph")
+  export.export_metagraph(loaded, path,
+                          entropy_model=loaded._coding_entropy_model())  # pylint: disable=protected-access
+  graph_model = pretrained.load(path)
+  rng = np.random.default_rng(0)
+  x1 = rng.integers(0, 256, (2, 64, 80, 3), dtype=np.uint8)
+  x2 = np.clip(x1 + rng.normal(0, 10, x1.shape), 0, 255).astype(np.uint8)
+  a = induced.induced_distances(graph_model, x1, x2)
+  b = induced.induced_distances(loaded, x1, x2)
+  for k in ("de", "dr", "ds1", "ds2"):
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-6, err_msg=k)
+  np.testing.assert_allclose(a["din"], b["din"], rtol=1e-4)
+  assert np.all(a["din"] > 0)
