@@ -31,6 +31,8 @@ def test_outputs_exist_and_parse(tiny_run):
   assert curves[["x", "p", "deviation", "scaled_score"]].notna().all().all()
   corr = pd.read_csv(d / "dae_correlations.csv")
   assert set(corr["region"]) == {"near_mode", "overall"}
+  assert set(corr["versus"]) == {"sigma2_abs_score", "p(x)",
+                                 "abs_bayes_deviation"}
   results = json.loads((d / "results.json").read_text())["results"]
   assert results == json.loads(json.dumps(res["results"]))
   assert "fig9_dae.png" in (d / "report.md").read_text()

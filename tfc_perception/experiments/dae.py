@@ -16,8 +16,8 @@ quadrature of the tfp density), which is what a perfectly trained DAE learns
 at any σ (Tweedie: σ²·∂log(p ∗ N(0,σ²))/∂x).
 
 Outputs: dae_curves.csv (all curves), dae_correlations.csv (Pearson and
-Spearman correlation of |r(x) − x| with σ²|score| and with p(x), near the mode
-and over the whole support), fig9_dae.png (one column per PDF, a zoomed row
+Spearman correlation of |r(x) − x| with σ²|score|, with p(x) and with the
+Bayes-optimal |deviation|, near the mode and over the whole support), fig9_dae.png (one column per PDF, a zoomed row
 near the mode).
 """
 
@@ -189,13 +189,15 @@ def run(ctx: runner.RunContext) -> Dict:
                          "near_mode": int(ni)})
     res = {"sigma": sigma, "support_halfwidth": hi, "near_mode_halfwidth": half}
     for region, m in (("near_mode", near), ("overall", np.ones_like(near))):
-      for what, other in (("score", np.abs(score)), ("p", p)):
+      for what, other in (("score", np.abs(score)), ("p", p),
+                          ("bayes", np.abs(bayes))):
         pr, sr = _correlations(np.abs(dev[m]), other[m])
         res[f"pearson_absdev_{what}_{region}"] = pr
         res[f"spearman_absdev_{what}_{region}"] = sr
         corr_rows.append({"pdf": name, "region": region,
-                          "versus": "sigma2_abs_score" if what == "score"
-                                    else "p(x)",
+                          "versus": {"score": "sigma2_abs_score",
+                                     "p": "p(x)",
+                                     "bayes": "abs_bayes_deviation"}[what],
                           "pearson": pr, "spearman": sr, "n_points": int(m.sum())})
       # How close the learned deviation is to the exact curves (RMS).
       res[f"rms_dev_minus_scaled_score_{region}"] = float(
