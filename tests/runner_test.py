@@ -141,3 +141,8 @@ def test_broken_experiment_module_does_not_hide_the_others(monkeypatch,
   assert "no_such_module" in capsys.readouterr().err
   with pytest.raises(KeyError, match="no_such_module"):
     runner.get_experiment("not_registered")
+
+
+def test_report_tables_escape_pipes():
+  table = runner._md_table({"ρ(|dev|, p)": [0.5, -0.25]})  # pylint: disable=protected-access
+  assert "| ρ(\\|dev\\|, p) | [0.5, -0.25] |" in table.splitlines()

@@ -463,7 +463,8 @@ def _md_table(numbers: Mapping[str, Any]) -> str:
     return ""
   lines = ["| quantity | value |", "| --- | --- |"]
   for k, v in numbers.items():
-    lines.append(f"| {k} | {_fmt(v)} |")
+    # A literal "|" (as in |r(x) − x|) would split the markdown cell.
+    lines.append(f"| {str(k).replace('|', chr(92) + '|')} | {_fmt(v)} |")
   return "\n".join(lines) + "\n"
 
 
