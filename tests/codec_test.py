@@ -138,6 +138,7 @@ def test_cli_round_trip_and_errors(saved, tmp_path):
   # (Truncated/corrupted files: see the library tests above, same code path.)
 
 
+@pytest.mark.slow
 def test_pretrained_tfci_models_write_tfci_files(saved, tmp_path):
   """A .metagraph (pretrained tfci format) as MODEL: the codec delegates to
   tfc_perception.pretrained and writes tfc's .tfci container."""
