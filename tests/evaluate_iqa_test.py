@@ -188,12 +188,32 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
                                          f"dr@{names[0]}"], direct["dr"],
                              rtol=1e-4, atol=1e-7)
 
-  # Re-run with another base distance for Dr: latents/reconstructions come
-  # from the cache (files untouched), pair distances are recomputed.
+  # An interrupted run: the first model's pair cache and a third of its
+  # latents/reconstructions are gone. The re-run recomputes those only and
+  # reproduces every number.
   cache = os.path.join(out, "cache", "models")
   npz = sorted(os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs
                if f.endswith(".npz"))
   assert len(npz) == 2 * (30 + 3)  # every image once per model
+  first = [d for d in os.listdir(cache) if d.startswith(names[0] + "-")]
+  assert len(first) == 1
+  os.remove(os.path.join(cache, first[0], "pairs-mse-unquantized.json"))
+  dropped = sorted(f for f in os.listdir(os.path.join(cache, first[0]))
+                   if f.endswith(".npz"))[::3]
+  for f in dropped:
+    os.remove(os.path.join(cache, first[0], f))
+  out_resumed = str(setup["base"] / "out_resumed")
+  proc = _run(args[:args.index("--output") + 1] + [out_resumed] +
+              args[args.index("--output") + 2:] +
+              ["--cache_dir", os.path.join(out, "cache")], str(setup["base"]))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  pd.testing.assert_frame_equal(
+      pd.read_csv(os.path.join(out_resumed, "pairs.csv")), pairs)
+  assert all(os.path.exists(os.path.join(cache, first[0], f))
+             for f in dropped)
+
+  # Re-run with another base distance for Dr: latents/reconstructions come
+  # from the cache (files untouched), pair distances are recomputed.
   mtimes = [os.path.getmtime(f) for f in npz]
   out2 = str(setup["base"] / "out2")
   proc = _run(["--root", setup["root"], "--models", models, "--distances",

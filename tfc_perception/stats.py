@@ -183,7 +183,8 @@ def correlations(scores, mos, lower_is_better: bool,
     raise TypeError("lower_is_better must be True (distances) or False "
                     f"(similarities), got {lower_is_better!r}.")
   if not (isinstance(n_bootstrap, (int, np.integer)) and n_bootstrap >= 0):
-    raise ValueError(f"n_bootstrap must be an integer >= 0, got {n_bootstrap!r}.")
+    raise ValueError(f"n_bootstrap must be an integer >= 0, got "
+                     f"{n_bootstrap!r}.")
   if not 0.0 < float(confidence) < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
   if types is not None:

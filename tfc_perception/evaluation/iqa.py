@@ -241,25 +241,28 @@ def _baselines(dataset, names, images, cache_dir, batch_size, progress,
   if "msssim" in fns:
     fns["msssim"] = functools.partial(fns["msssim"], num_scales=msssim_scales)
   values = {n: np.full(len(pairs), np.nan) for n in names}
-  with _progress(len(pairs), "baselines", progress) as bar:
-    for chunk in _chunks(pairs, batch_size, images):
-      keys = [images.hash(pairs.at[i, "reference_path"]) + "-" +
-              images.hash(pairs.at[i, "distorted_path"]) for i in chunk]
-      todo = [j for j, k in enumerate(keys) if cache.get(k, names) is None]
-      if todo:
-        x1 = _stack([pairs.at[chunk[j], "reference_path"] for j in todo],
-                    images, "reference")
-        x2 = _stack([pairs.at[chunk[j], "distorted_path"] for j in todo],
-                    images, "distorted")
-        computed = {n: np.asarray(fns[n](x1, x2), np.float64) for n in names}
-        for t, j in enumerate(todo):
-          cache.put(keys[j], {n: computed[n][t] for n in names})
-      for j, i in enumerate(chunk):
-        row = cache.get(keys[j], names)
-        for n in names:
-          values[n][i] = row[n]
-      bar.update(len(chunk))
-  cache.flush()
+  try:
+    with _progress(len(pairs), "baselines", progress) as bar:
+      for chunk in _chunks(pairs, batch_size, images):
+        keys = [images.hash(pairs.at[i, "reference_path"]) + "-" +
+                images.hash(pairs.at[i, "distorted_path"]) for i in chunk]
+        todo = [j for j, k in enumerate(keys) if cache.get(k, names) is None]
+        if todo:
+          x1 = _stack([pairs.at[chunk[j], "reference_path"] for j in todo],
+                      images, "reference")
+          x2 = _stack([pairs.at[chunk[j], "distorted_path"] for j in todo],
+                      images, "distorted")
+          computed = {n: np.asarray(fns[n](x1, x2), np.float64)
+                      for n in names}
+          for t, j in enumerate(todo):
+            cache.put(keys[j], {n: computed[n][t] for n in names})
+        for j, i in enumerate(chunk):
+          row = cache.get(keys[j], names)
+          for n in names:
+            values[n][i] = row[n]
+        bar.update(len(chunk))
+  finally:  # an interrupted run keeps what it computed
+    cache.flush()
   return values
 
 
@@ -303,37 +306,39 @@ def _model_distances(lm, dataset, names, images, cache_dir, batch_size, base,
                    f"pairs-{base}-{latent}.json") if cache_dir else None)
   values = {c: np.full(len(pairs), np.nan) for c in cols}
   ref_outputs: Dict[str, Dict[str, np.ndarray]] = {}
-  with _progress(len(pairs), lm.name, progress) as bar:
-    for chunk in _chunks(pairs, batch_size, images):
-      refs = [pairs.at[i, "reference_path"] for i in chunk]
-      diss = [pairs.at[i, "distorted_path"] for i in chunk]
-      keys = [images.hash(r) + "-" + images.hash(d) for r, d in zip(refs,
-                                                                    diss)]
-      todo = [j for j, k in enumerate(keys) if cache.get(k, cols) is None]
-      if todo:
-        need_refs = sorted({refs[j] for j in todo} - set(ref_outputs))
-        if need_refs:
-          if len(ref_outputs) > 8:
-            ref_outputs.clear()
-          for p, o in zip(need_refs, _model_outputs_cached(
-              lm, need_refs, images, cache_dir, batch_size, cache_outputs)):
-            ref_outputs[p] = o
-        outs2 = _model_outputs_cached(lm, [diss[j] for j in todo], images,
-                                      cache_dir, batch_size, cache_outputs)
-        o1 = {k: np.concatenate([ref_outputs[refs[j]][k] for j in todo])
-              for k in ("x", "y", "y_hat", "x_hat")}
-        o2 = {k: np.concatenate([o[k] for o in outs2])
-              for k in ("x", "y", "y_hat", "x_hat")}
-        d = induced.distances_from_outputs(o1, o2, base=base, latent=latent,
-                                           which=which)
-        for t, j in enumerate(todo):
-          cache.put(keys[j], {c: d[c][t] for c in cols})
-      for j, i in enumerate(chunk):
-        row = cache.get(keys[j], cols)
-        for c in cols:
-          values[c][i] = row[c]
-      bar.update(len(chunk))
-  cache.flush()
+  try:
+    with _progress(len(pairs), lm.name, progress) as bar:
+      for chunk in _chunks(pairs, batch_size, images):
+        refs = [pairs.at[i, "reference_path"] for i in chunk]
+        diss = [pairs.at[i, "distorted_path"] for i in chunk]
+        keys = [images.hash(r) + "-" + images.hash(d) for r, d in zip(refs,
+                                                                      diss)]
+        todo = [j for j, k in enumerate(keys) if cache.get(k, cols) is None]
+        if todo:
+          need_refs = sorted({refs[j] for j in todo} - set(ref_outputs))
+          if need_refs:
+            if len(ref_outputs) > 8:
+              ref_outputs.clear()
+            for p, o in zip(need_refs, _model_outputs_cached(
+                lm, need_refs, images, cache_dir, batch_size, cache_outputs)):
+              ref_outputs[p] = o
+          outs2 = _model_outputs_cached(lm, [diss[j] for j in todo], images,
+                                        cache_dir, batch_size, cache_outputs)
+          o1 = {k: np.concatenate([ref_outputs[refs[j]][k] for j in todo])
+                for k in ("x", "y", "y_hat", "x_hat")}
+          o2 = {k: np.concatenate([o[k] for o in outs2])
+                for k in ("x", "y", "y_hat", "x_hat")}
+          d = induced.distances_from_outputs(o1, o2, base=base, latent=latent,
+                                             which=which)
+          for t, j in enumerate(todo):
+            cache.put(keys[j], {c: d[c][t] for c in cols})
+        for j, i in enumerate(chunk):
+          row = cache.get(keys[j], cols)
+          for c in cols:
+            values[c][i] = row[c]
+        bar.update(len(chunk))
+  finally:  # an interrupted run keeps what it computed
+    cache.flush()
   return values
 
 
@@ -588,7 +593,8 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   settings = {"dataset": ds.name, "root": ds.root, "n_pairs": len(pairs),
               "n_skipped_missing": ds.n_skipped,
               "mos_higher_is_better": ds.mos_higher_is_better,
-              "distances": names, "msssim_scales": msssim_scales, "base": base, "latent": latent,
+              "distances": names, "msssim_scales": msssim_scales,
+              "base": base, "latent": latent,
               "n_bootstrap": n_bootstrap, "seed": seed, "limit": limit,
               "plcc": "raw (no fit); plcc_logistic: after the VQEG 5-parameter"
                       " logistic fit",

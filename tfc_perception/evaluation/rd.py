@@ -269,8 +269,8 @@ def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
         output_dir, "reference-bmshj2018-factorized-kodak.json")
     _io.write_json(out["reference"], PUBLISHED_BMSHJ2018_FACTORIZED_KODAK)
     curves.append(PUBLISHED_BMSHJ2018_FACTORIZED_KODAK)
-  plot_rd(curves, out["figure"],
-          title=f"{len(files)} image(s) from {os.path.basename(os.path.normpath(str(data)))}")
+  where = os.path.basename(os.path.normpath(os.fspath(data)))
+  plot_rd(curves, out["figure"], title=f"{len(files)} image(s) from {where}")
   _io.write_json(out["manifest"], _io.make_manifest(
       config if config is not None else {
           "data": os.fspath(data), "models": [lm.spec for lm in lms],
