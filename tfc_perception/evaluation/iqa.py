@@ -18,7 +18,8 @@ Outputs in `output_dir`:
                    mos, mos_std, baseline columns, then "<distance>@<model>".
   summary.csv      one row per (model, distance): family, distortion,
                    quality, rate_bpp, |SRCC|/|PLCC| (raw and after the VQEG
-                   logistic)/|KRCC| with bootstrap intervals.
+                   logistic)/|KRCC| with bootstrap intervals, and the number
+                   of pairs left out for non-finite values.
   summary.json     the same plus per-distortion-type breakdowns and settings.
   models.csv       model name, family, distortion, quality, rate_bpp (actual
                    bit-stream size on the reference images).
