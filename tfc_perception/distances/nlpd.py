@@ -120,14 +120,11 @@ def _to_planes(x: tf.Tensor, max_val: float, color: str,
   channels = x.shape[-1]
   if color == "rgb2gray" and channels == 3:
     if uint8_input:
-      y = tf.tensordot(tf.cast(x, tf.float64),
-                       tf.constant(RGB2GRAY, tf.float64), [[3], [0]])
-      y = tf.cast(tf.floor(y + 0.5) / 255.0, tf.float32)
-    else:
-      y = tf.reduce_sum(x * tf.constant(RGB2GRAY, tf.float32), axis=3,
-                        keepdims=True) / max_val
-      return y
-    return tf.expand_dims(y, 3)
+      y = tf.reduce_sum(tf.cast(x, tf.float64) * tf.constant(
+          RGB2GRAY, tf.float64), axis=3, keepdims=True)
+      return tf.cast(tf.floor(y + 0.5) / 255.0, tf.float32)
+    return tf.reduce_sum(x * tf.constant(RGB2GRAY, tf.float32), axis=3,
+                         keepdims=True) / max_val
   return x / max_val
 
 
@@ -166,7 +163,8 @@ def _safe_pow(v: tf.Tensor, p: float) -> tf.Tensor:
 
 def _shifted_sum(a: tf.Tensor, taps) -> tf.Tensor:
   """sum_t w_t * a shifted by (dr_t, dc_t) with zero fill: out[i, j] =
-  sum w a[i + dr, j + dc]. `a` is [N, H, W, 1]; offsets are in [-2, 2]."""
+  sum w a[i + dr, j + dc] for every channel of NHWC `a`; offsets are in
+  [-2, 2]."""
   # tf.slice rather than strided slicing: its gradient (a Pad) is far
   # cheaper on CPU than StridedSliceGrad.
   size = tf.shape(a)
