@@ -355,7 +355,7 @@ def _figure8(ctx, plotting, log_p_x, rows, sigmas):
             color=cmap(k / max(len(sets) - 1, 1)), label=f"σ = {s:g}")
   ax.set_xlabel("log p(x + N(0, σ²)) (nats, PixelCNN++)")
   ax.set_ylabel("number of images")
-  ax.legend(fontsize=7, ncol=2)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   ax.grid(alpha=0.3)
   ctx.save_figure(
       fig, "fig8_logp.png",
