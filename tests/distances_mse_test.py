@@ -111,6 +111,9 @@ class GetTest(tf.test.TestCase):
     self.assertIs(distances.get("mse"), distances.mse)
     self.assertIs(distances.get("MS-SSIM"), distances.ms_ssim)
     self.assertIs(distances.get("msssim"), distances.ms_ssim)
+    self.assertIs(distances.get("nlpd"), distances.nlpd)
+    self.assertIs(distances.get("inverse_density_mse"),
+                  distances.inverse_density_weighted_mse)
     self.assertIs(distances.get("density_mse"), distances.density_weighted_mse)
     with self.assertRaisesRegex(ValueError, "accepted: .*mse"):
       distances.get("l7")
