@@ -4,12 +4,27 @@ The bmshj2018 transforms (FactorizedPrior's analysis/synthesis) with
 N = `num_filters` (default 128) and M = `latent_channels` (default 64), and a
 quantiser to the nearest of L = `num_centers` learned centres c_1..c_L
 (initialised evenly: c_j = j - (L - 1)/2, i.e. unit spacing centred on 0;
-assumed, the paper does not say). In training the hard assignment is replaced
-by the soft assignment of Eq. 15,
+assumed, the paper does not say). In training the soft assignment of Eq. 15,
 
-    y_hat_i = sum_j softmax_j(-s * (y_i - c_j)^2) * c_j,   s = `softness` = 1,
+    y_soft_i = sum_j softmax_j(-s * (y_i - c_j)^2) * c_j,   s = `softness` = 1,
 
-and the loss is the distortion alone (`lmbda` is accepted for a uniform
+replaces the non-differentiable hard assignment y_hard_i = argmin_c |y_i - c|.
+`quantization` selects how it is used in the training forward pass:
+
+- "straight_through" (default), as in Mentzer et al. 2018 ("Conditional
+  probability models for deep image compression", CVPR), where this soft
+  quantiser comes from: the forward pass uses the hard centres and the
+  gradient is that of the soft assignment,
+  y_hat = y_soft + stop_gradient(y_hard - y_soft). Training then sees exactly
+  the reconstruction that test time (and the decoder of a real bit-stream)
+  produces.
+- "soft": the literal Eq. 15 forward pass, y_hat = y_soft. With s = 1 the
+  soft mixture carries information (how far y is from each centre) that the
+  hard quantiser of test time destroys; MSE-trained models learn to rely on
+  it, and their test-time distortion grows while the training loss falls
+  (measured in docs/reproduce-images.md, Fig. 20). Kept for comparison.
+
+At test time (training=False) both use the nearest centre. The loss is the distortion alone (`lmbda` is accepted for a uniform
 interface but unused): the rate is bounded by construction,
 R <= (H/16)(W/16) * M * log2(L) bits, i.e. `max_bpp` = M * log2(L) / 256
 (0.25 bpp for M = 64, L = 2).
@@ -37,7 +52,11 @@ from tfc_perception import _validation
 from tfc_perception.models import base
 from tfc_perception.models import factorized
 
-__all__ = ["SoftQuantizedAutoencoder", "pack_symbols", "unpack_symbols"]
+__all__ = ["SoftQuantizedAutoencoder", "pack_symbols", "unpack_symbols",
+           "QUANTIZATION_MODES"]
+
+# Training forward pass of quantize(): see the module docstring.
+QUANTIZATION_MODES = ("straight_through", "soft")
 
 _RANGE_CODED = 0
 _FIXED_LENGTH = 1
@@ -56,6 +75,11 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
     latent_channels: M (default 64).
     num_centers: L >= 2 (default 2, giving 0.25 bpp with M = 64).
     softness: s of Eq. 15 (> 0, default 1).
+    quantization: training forward pass, "straight_through" (default: hard
+      centres forward, gradient of the Eq. 15 soft assignment; Mentzer et
+      al. 2018) or "soft" (the Eq. 15 soft assignment itself). The default
+      keeps training and test-time reconstructions identical; see the module
+      docstring.
     pmf_decay: decay of the running symbol-frequency average used as the
       coding pmf (in [0, 1), default 0.99).
     density_fn: callable x -> P(x) for the density-weighted distortions.
@@ -68,6 +92,7 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
   def __init__(self, lmbda: float = 1.0, distortion: str = "mse",
                num_filters: int = 128, latent_channels: int = 64,
                num_centers: int = 2, softness: float = 1.0,
+               quantization: str = "straight_through",
                pmf_decay: float = 0.99,
                density_fn: Optional[Callable] = None,
                seed: Optional[int] = None, **kwargs):
@@ -81,6 +106,8 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
       raise ValueError(f"num_centers must be in 2..4096, got {num_centers}.")
     self.num_centers = num_centers
     self.softness = _validation.check_positive(softness, "softness")
+    self.quantization = _validation.check_choice(
+        quantization, "quantization", QUANTIZATION_MODES)
     pmf_decay = _validation.check_positive(pmf_decay, "pmf_decay",
                                            allow_zero=True)
     if pmf_decay >= 1:
@@ -107,7 +134,7 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
     config.update(num_filters=self.num_filters,
                   latent_channels=self.latent_channels,
                   num_centers=self.num_centers, softness=self.softness,
-                  pmf_decay=self.pmf_decay)
+                  quantization=self.quantization, pmf_decay=self.pmf_decay)
     return config
 
   @property
@@ -142,12 +169,26 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
                      output_type=tf.int32)
 
   def quantize(self, y, training=False):
-    """Q(y): Eq. 15 soft assignment in training, nearest centre at test."""
+    """Q(y), Sec. 5.2.
+
+    Args:
+      y: latent tensor (any shape), cast to float32.
+      training: True: the Eq. 15 soft assignment provides the gradient; the
+        value is the nearest centre ("straight_through", default) or the soft
+        assignment itself ("soft"). False: the nearest centre.
+
+    Returns:
+      float32 tensor of the shape of y.
+    """
     y = tf.cast(y, tf.float32)
-    if training:
-      weights = tf.nn.softmax(-self.softness * self._sq_dist(y), axis=-1)
-      return tf.reduce_sum(weights * self.centers, axis=-1)
-    return tf.gather(self.centers, self.symbols(y))
+    hard = tf.gather(self.centers, self.symbols(y))
+    if not training:
+      return hard
+    weights = tf.nn.softmax(-self.softness * self._sq_dist(y), axis=-1)
+    soft = tf.reduce_sum(weights * self.centers, axis=-1)
+    if self.quantization == "soft":
+      return soft
+    return soft + tf.stop_gradient(hard - soft)
 
   def synthesis(self, y_hat):
     """d(y_hat): [N, h, w, M] -> float32 [N, 16h, 16w, 3], not clipped."""
