@@ -24,8 +24,9 @@ replaces the non-differentiable hard assignment y_hard_i = argmin_c |y_i - c|.
   it, and their test-time distortion grows while the training loss falls
   (measured in docs/reproduce-images.md, Fig. 20). Kept for comparison.
 
-At test time (training=False) both use the nearest centre. The loss is the distortion alone (`lmbda` is accepted for a uniform
-interface but unused): the rate is bounded by construction,
+At test time (training=False) both use the nearest centre. The loss is the
+distortion alone (`lmbda` is accepted for a uniform interface but unused):
+the rate is bounded by construction,
 R <= (H/16)(W/16) * M * log2(L) bits, i.e. `max_bpp` = M * log2(L) / 256
 (0.25 bpp for M = 64, L = 2).
 
