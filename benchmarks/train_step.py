@@ -135,9 +135,11 @@ def _measure(policy):
     for fn in fns.values():  # Trace + warm up.
       _run_steps(fn, x, iterator, 1 + FLAGS.warmup)
     seconds = {k: [] for k in fns}
-    for _ in range(FLAGS.rounds):
+    for r in range(FLAGS.rounds):
       for name, fn in fns.items():
         seconds[name].append(_run_steps(fn, x, iterator, FLAGS.steps))
+        print(f"[{policy}] round {r + 1}/{FLAGS.rounds} {name}: "
+              f"{seconds[name][-1]:.3f} s/step", file=sys.stderr, flush=True)
     result = {"precision_policy": policy}
     for name in fns:
       median = statistics.median(seconds[name])
