@@ -111,7 +111,7 @@ def load_images(files: Sequence[str]) -> List[np.ndarray]:
 MODEL_SPEC_KEYS = ("model", "distortion", "lmbda", "num_filters",
                    "latent_channels", "num_centers", "data", "patchsize",
                    "batch_size", "steps", "learning_rate", "seed",
-                   "run_eagerly")
+                   "run_eagerly", "quantization")
 
 
 def kodak_split(spec: str, test_images: Sequence[int]):
@@ -174,7 +174,8 @@ def train_compression_model(spec, train_files=None, log=print,
     raise ValueError(f"unknown model spec key(s) {sorted(unknown)}; accepted: "
                      f"{', '.join(MODEL_SPEC_KEYS)}.")
   kwargs = {k: spec.get(k) for k in ("distortion", "lmbda", "num_filters",
-                                     "latent_channels", "num_centers")}
+                                     "latent_channels", "num_centers",
+                                     "quantization")}
   model = models.build_model(spec["model"], seed=int(spec["seed"]), **kwargs)
   ps, bs, seed = int(spec["patchsize"]), int(spec["batch_size"]), int(
       spec["seed"])

@@ -96,7 +96,8 @@ def run(ctx: runner.RunContext) -> Dict:
     curves = {}
     for loss in ("mse", "nlpd"):
       spec = dict(cfg["train"], model="softquant", distortion=loss,
-                  lmbda=None, data="files", seed=seed)
+                  lmbda=None, data="files", seed=seed,
+                  quantization="straight_through")
       cb = TestMSECallback(x, cfg["eval_every"])
       _images.train_compression_model(spec, train_files, ctx.log,
                                       callbacks=[cb])

@@ -83,8 +83,12 @@ def run(ctx: runner.RunContext) -> Dict:
     for bpp in bounds:
       centers = num_centers_for(bpp, m)
       for loss in cfg["distortions"]:
+        # The quantisation mode is part of the spec (and so of the cache
+        # key): models cached before straight-through became the default
+        # were trained with the pure soft forward pass.
         spec = dict(cfg["train"], model="softquant", distortion=loss,
                     lmbda=None, num_centers=centers,
+                    quantization="straight_through",
                     data="uniform_noise" if data == "uniform_noise"
                     else "files")
         key = dict(spec, kind="image_codec", train_files=(
