@@ -235,7 +235,7 @@ def test_mixed_bfloat16_policy(tmp_path):
 
 
 def test_divergence_is_an_error_and_keeps_no_bad_checkpoint(tmp_path):
-  with pytest.raises(RuntimeError, match="training diverged in epoch 1"):
+  with pytest.raises(RuntimeError, match=r"in epoch 1.*NaN"):
     training.train(dict(TOY, epochs=1, steps_per_epoch=3,
                         learning_rate=1e30, train_dir=str(tmp_path / "run")))
   assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")) is None

@@ -621,7 +621,6 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
   previous_policy = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy(cfg.precision_policy)
   try:
-    # Check the data first (cheap, and the most common user error).
     density = None
     if cfg.distortion in _DENSITY_DISTORTIONS:
       density = _sources().density_fn(cfg.weight_density or cfg.data)
@@ -678,12 +677,14 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
                   callbacks=cbs, verbose=0)
       except tf.errors.InvalidArgumentError as e:
         # E.g. the models' finiteness checks once training has diverged.
-        detail = e.message.strip().splitlines()[0] if e.message else str(e)
+        lines = [l.strip() for l in (e.message or str(e)).splitlines()
+                 if l.strip() and not l.strip().startswith("[[")]
+        detail = lines[-1] if lines else type(e).__name__
         raise RuntimeError(
-            f"training diverged in epoch {int(epoch_var.numpy()) + 1} "
-            f"({detail.strip()}); the checkpoint of the previous epoch is "
-            "kept; lower --learning_rate or --lambda, or check the data."
-        ) from None
+            f"training failed in epoch {int(epoch_var.numpy()) + 1}: "
+            f"{detail.strip()} (the checkpoint of the previous epoch is "
+            "kept; if the loss diverged, lower --learning_rate or --lambda, "
+            "otherwise check the data).") from None
     final = {k: v for k, v in history[-1].items()} if history else {}
     models.save_model(model, export)
     manifest_path = export.rstrip(os.sep) + ".manifest.json"
