@@ -28,7 +28,6 @@ def _error_lines(stderr):
   return [l for l in stderr.splitlines() if l.startswith("error:")]
 
 
-@pytest.mark.slow
 def test_train_export_manifest_and_resume(tmp_path):
   train_dir, export = str(tmp_path / "run"), str(tmp_path / "toy")
   first = _run(*TOY_FLAGS, "--epochs=2", "--validation_data=student_t",
@@ -63,7 +62,6 @@ def test_train_export_manifest_and_resume(tmp_path):
                                 model.reconstruct(x).numpy())
 
 
-@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
   out = _run(*TOY_FLAGS, "--epochs=1", "--strategy=mirrored",
              "--logical_cpus=2", f"--train_dir={tmp_path / 'run'}")

@@ -117,7 +117,6 @@ def test_different_seed_gives_a_different_run(tmp_path):
                                                rel=1e-3)
 
 
-@pytest.mark.slow
 def test_factorized_trains_on_an_image_folder(tmp_path, caplog):
   folder = _write_images(str(tmp_path / "imgs"),
                          [(40, 48, 3), (36, 36, 3), (20, 64, 3), (33, 40, 3)])
