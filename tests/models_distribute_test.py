@@ -53,3 +53,48 @@ def test_mirrored_strategy_and_bfloat16_training():
                        text=True, env=env, timeout=600, cwd=REPO_ROOT)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.split() == ["toy2d", "ok", "softquant", "ok"]
+
+
+_SAME_STEP_SCRIPT = r"""
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    cpu[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfc_perception import models
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+
+def one_sgd_step(strategy):
+  # softquant's straight-through training pass is deterministic (no noise),
+  # so one SGD step on the same global batch must give the same weights.
+  with strategy.scope():
+    model = models.build_model("softquant", seed=0, num_filters=4,
+                               latent_channels=4, num_centers=3)
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.05))
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  model.fit(tf.data.Dataset.from_tensor_slices(images).batch(8), epochs=1,
+            verbose=0)
+  return [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
+
+single = one_sgd_step(tf.distribute.get_strategy())
+mirrored = one_sgd_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+norm = sum(float(np.sum(d * d)) for d in single) ** 0.5
+assert norm > 0, "the step did not change the weights"
+err = sum(float(np.sum((a - b) ** 2)) for a, b in zip(single, mirrored)) ** 0.5
+print(f"relative difference of the updates {err / norm:.2e}")
+assert err / norm < 1e-3, (err, norm)
+print("same step ok")
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_update_equals_single_device_update():
+  # A replica's loss is the mean over its share of the batch and Keras sums
+  # the replicas' gradients: without dividing by the replica count the
+  # mirrored update would be 2x the single-device one (SGD shows it).
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+  out = subprocess.run([sys.executable, "-c", _SAME_STEP_SCRIPT],
+                       capture_output=True, text=True, env=env, timeout=600,
+                       cwd=REPO_ROOT)
+  assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-3000:]
+  assert "same step ok" in out.stdout, out.stdout

@@ -231,7 +231,12 @@ class CompressionModel(tf.keras.Model):
     x = self._unpack_data(data)
     with tf.GradientTape() as tape:
       loss, rate, distortion = self._loss_terms(x, training=True)
-    self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+      # Under tf.distribute the replicas' gradients are summed; dividing by
+      # the replica count makes the update that of the global-batch mean
+      # (as Keras' own train_step does), whatever the optimizer.
+      replicas = tf.distribute.get_strategy().num_replicas_in_sync
+      scaled_loss = loss / tf.cast(replicas, loss.dtype)
+    self.optimizer.minimize(scaled_loss, self.trainable_variables, tape=tape)
     return self._update_metrics(loss, rate, distortion)
 
   def test_step(self, data):
