@@ -8,11 +8,12 @@ next to the repository (the layout of the development machines).
 """
 
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["shared_data_dir", "resolve_data", "split_files", "load_images"]
+__all__ = ["shared_data_dir", "resolve_data", "split_files", "load_images",
+           "load_test_images"]
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -101,6 +102,27 @@ def load_images(files: Sequence[str]) -> List[np.ndarray]:
         out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
     except OSError as e:
       raise ValueError(f"cannot read image {f}: {e}") from None
+  return out
+
+
+def load_test_images(files: Sequence[str],
+                     crop: Optional[int] = None) -> List[np.ndarray]:
+  """Reads images (see `load_images`), each cut to its central crop×crop
+  window when `crop` is given (the quick configs' evaluation images).
+
+  Raises:
+    ValueError: unreadable files, or an image smaller than `crop`.
+  """
+  out = []
+  for f, im in zip(files, load_images(files)):
+    if crop:
+      c = int(crop)
+      h, w = im.shape[:2]
+      if h < c or w < c:
+        raise ValueError(f"image {f} is {w}x{h} px, smaller than the "
+                         f"{c}x{c} crop.")
+      im = im[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
+    out.append(im)
   return out
 
 

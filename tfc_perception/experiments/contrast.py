@@ -131,14 +131,7 @@ def run(ctx: runner.RunContext) -> Dict:
     pairs = _trained_pairs(ctx, cfg, train_files)
   ctx.log(f"models: {used}, qualities {[q for q, _, _ in pairs]}")
 
-  crop = cfg.get("crop")
-  imgs = []
-  for im in _images.load_images(test_files):
-    if crop:
-      h, w = im.shape[:2]
-      c = int(crop)
-      im = im[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
-    imgs.append(im)
+  imgs = _images.load_test_images(test_files, cfg.get("crop"))
   rows: List[dict] = []
   for q, m_mse, m_ms in pairs:
     for alpha in alphas:

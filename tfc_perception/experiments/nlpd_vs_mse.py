@@ -82,12 +82,7 @@ def run(ctx: runner.RunContext) -> Dict:
   if not train_files:
     raise ValueError("no Kodak training images left: test_images covers "
                      "them all.")
-  c = int(cfg["crop"])
-  tests = []
-  for im in _images.load_images(test_files):
-    h, w = im.shape[:2]
-    tests.append(im[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c])
-  x = np.stack(tests)
+  x = np.stack(_images.load_test_images(test_files, int(cfg["crop"])))
   seeds = [int(s) for s in cfg["seeds"]]
   if len(seeds) < 2:
     raise ValueError("seeds must list at least 2 seeds (mean and std).")

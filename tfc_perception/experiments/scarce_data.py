@@ -67,14 +67,7 @@ def run(ctx: runner.RunContext) -> Dict:
   if "natural" in cfg["data"] and not train_files:
     raise ValueError("no Kodak training images left for 'natural' data: "
                      "test_images covers them all.")
-  crop = cfg.get("crop")
-  tests = []
-  for im in _images.load_images(test_files):
-    if crop:
-      h, w = im.shape[:2]
-      c = int(crop)
-      im = im[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
-    tests.append(im)
+  tests = _images.load_test_images(test_files, cfg.get("crop"))
 
   rows: List[dict] = []
   per_image: List[dict] = []
