@@ -388,6 +388,15 @@ class ImageCoding:
     return tf.cast(tf.round(tf.clip_by_value(
         tf.cast(x_hat, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
 
+  def reconstruct(self, x):
+    """Test-time reconstruction, uint8 [N, H, W, 3]; equals
+    decompress(*compress(x))."""
+    x = self._to_float_images(x)
+    shape = tf.shape(x)
+    y_hat = self.quantize(self.analysis(x), training=False)
+    return self._to_uint8(self._crop(self.synthesis(y_hat), shape[1],
+                                     shape[2]))
+
   def _check_shapes(self, x_shape, y_shape):
     """Validates decompress's shape tensors; returns them as Python ints."""
     try:

@@ -164,15 +164,6 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
     x_hat = self._crop(self.synthesis(y_tilde), shape[1], shape[2])
     return x, x_hat, bits
 
-  def reconstruct(self, x):
-    """Test-time reconstruction, uint8 [N, H, W, 3]; equals
-    decompress(*compress(x))."""
-    x = self._to_float_images(x)
-    shape = tf.shape(x)
-    y_hat = self.quantize(self.analysis(x), training=False)
-    return self._to_uint8(self._crop(self.synthesis(y_hat), shape[1],
-                                     shape[2]))
-
   def compress(self, x):
     """Range codes images: returns (strings [N] tf.string, x_shape [2]
     int32 (H, W), y_shape [2] int32 (latent h, w))."""

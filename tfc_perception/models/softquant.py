@@ -222,15 +222,6 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
     del rate
     return distortion
 
-  def reconstruct(self, x):
-    """Test-time reconstruction, uint8 [N, H, W, 3]; equals
-    decompress(*compress(x))."""
-    x = self._to_float_images(x)
-    shape = tf.shape(x)
-    y_hat = self.quantize(self.analysis(x), training=False)
-    return self._to_uint8(self._crop(self.synthesis(y_hat), shape[1],
-                                     shape[2]))
-
   # --------------------------------------------------------------- coding
   def _lookup(self):
     """Range coding table [M, L + 2]: precision, then the quantised CDF of
