@@ -3,7 +3,9 @@ with a clear reason when it is absent) and quiet TensorFlow logging."""
 
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -21,3 +23,18 @@ def shared_path(*parts):
     pytest.skip(f"shared data not available: {path} is absent (set "
                 "TFC_PERCEPTION_SHARED_DATA to the shared/data folder)")
   return path
+
+
+@pytest.fixture(scope="session")
+def kodak_like(tmp_path_factory):
+  """Three 192x192 'kodimNN.png' images (large enough for MS-SSIM training
+  crops of 176 px), so the Kodak experiments run without ../shared."""
+  folder = tmp_path_factory.mktemp("kodak")
+  rng = np.random.default_rng(5)
+  yy, xx = np.mgrid[0:192, 0:192]
+  for i in range(1, 4):
+    img = np.stack([128 + 80 * np.sin(xx / (6 + i) + c) * np.cos(yy / 9)
+                    for c in range(3)], -1) + rng.normal(0, 6, (192, 192, 3))
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+        folder / f"kodim{i:02d}.png")
+  return str(folder)

@@ -124,21 +124,6 @@ def test_sensitivity_tiny_end_to_end(tmp_path):
   assert again["results"]["spearman"] == results["spearman"]
 
 
-@pytest.fixture(scope="module")
-def kodak_like(tmp_path_factory):
-  """Three 192x192 'kodimNN.png' images (large enough for MS-SSIM training
-  crops of 176 px), so the Kodak experiments run without ../shared."""
-  folder = tmp_path_factory.mktemp("kodak")
-  rng = np.random.default_rng(5)
-  yy, xx = np.mgrid[0:192, 0:192]
-  for i in range(1, 4):
-    img = np.stack([128 + 80 * np.sin(xx / (6 + i) + c) * np.cos(yy / 9)
-                    for c in range(3)], -1) + rng.normal(0, 6, (192, 192, 3))
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
-        folder / f"kodim{i:02d}.png")
-  return str(folder)
-
-
 def _outputs(folder, names):
   for name in names:
     path = folder / name
@@ -236,9 +221,10 @@ def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
 
 def test_contrast_auto_falls_back_offline_without_cached_models(
     tmp_path, monkeypatch):
-  from tfc_perception.experiments import contrast
+  from tfc_perception.experiments import _images
   monkeypatch.setenv("TFC_PERCEPTION_CACHE", str(tmp_path / "empty"))
   messages = []
-  assert contrast._pretrained_pairs([1], False, messages.append) is None  # pylint: disable=protected-access
+  assert _images.pretrained_family([1], ("mse", "msssim"), False,
+                                   messages.append) is None
   assert "not available" in messages[0]
   assert not (tmp_path / "empty").exists()  # Offline: nothing created.

@@ -49,7 +49,7 @@ from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
 __all__ = ["BASELINES", "INDUCED", "DISTANCES", "evaluate_iqa",
-           "load_dataset", "plot_fig3", "parse_distances"]
+           "load_dataset", "plot_fig3", "fig3_figure", "parse_distances"]
 
 BASELINES = ("psnr", "msssim", "nlpd", "mse")
 INDUCED = ("dr", "din", "ds", "de")
@@ -370,6 +370,24 @@ def _model_rate(lm, dataset, images, cache_dir) -> float:
 
 def plot_fig3(summary_rows: Sequence[Dict[str, Any]], path: str,
               metric: str = "srcc", title: str = "") -> None:
+  """Writes `fig3_figure(summary_rows, metric, title)` as a PNG (atomically).
+
+  Args:
+    summary_rows: rows of summary.csv (dicts).
+    path: PNG path.
+    metric: "srcc", "plcc", "plcc_logistic" or "krcc".
+    title: figure title.
+  """
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig = fig3_figure(summary_rows, metric, title)
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=120)
+  plt.close(fig)
+  _io.write_bytes(path, buf.getvalue())
+
+
+def fig3_figure(summary_rows: Sequence[Dict[str, Any]], metric: str = "srcc",
+                title: str = ""):
   """Fig. 3-style plot: correlation against each model's rate.
 
   One line per (model family, induced distance) -- e.g.
@@ -379,13 +397,21 @@ def plot_fig3(summary_rows: Sequence[Dict[str, Any]], path: str,
 
   Args:
     summary_rows: rows of summary.csv (dicts).
-    path: PNG path (written atomically).
     metric: "srcc", "plcc", "plcc_logistic" or "krcc".
     title: figure title.
+
+  Returns:
+    The matplotlib Figure (the caller saves and closes it).
+
+  Raises:
+    ValueError: unknown metric.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  if metric not in ("srcc", "plcc", "plcc_logistic", "krcc"):
+    raise ValueError(f"metric must be srcc, plcc, plcc_logistic or krcc, got "
+                     f"{metric!r}.")
   label = {"srcc": "|SRCC|", "plcc": "|PLCC| (no fit)",
            "plcc_logistic": "|PLCC| (VQEG logistic)", "krcc": "|KRCC|"}[metric]
   fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -423,10 +449,7 @@ def plot_fig3(summary_rows: Sequence[Dict[str, Any]], path: str,
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="best")
   fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=120)
-  plt.close(fig)
-  _io.write_bytes(path, buf.getvalue())
+  return fig
 
 
 def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,

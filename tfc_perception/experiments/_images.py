@@ -26,11 +26,12 @@ def shared_data_dir() -> str:
       os.path.join(os.path.dirname(_REPO_ROOT), "shared", "data"))
 
 
-def resolve_data(spec: str) -> str:
+def resolve_data(spec: str, key: str = "images") -> str:
   """A data spec from a config -> a path that exists.
 
   Args:
     spec: a path (folder, glob pattern or file) or "shared:<sub/path>".
+    key: the config key it came from (named in the error message).
 
   Returns:
     The path (globs are returned as they are, unchecked).
@@ -39,8 +40,7 @@ def resolve_data(spec: str) -> str:
     FileNotFoundError: the path does not exist, with the accepted forms.
   """
   if not isinstance(spec, str) or not spec:
-    raise ValueError(f"image data must be a non-empty path string, got "
-                     f"{spec!r}.")
+    raise ValueError(f"{key} must be a non-empty path string, got {spec!r}.")
   path = spec
   if spec.startswith("shared:"):
     path = os.path.join(shared_data_dir(), spec[len("shared:"):])
@@ -48,9 +48,9 @@ def resolve_data(spec: str) -> str:
     return path
   if not os.path.exists(path):
     raise FileNotFoundError(
-        f"image data {spec!r} not found (looked at {path}). Give a folder, a "
+        f"{key} {spec!r} not found (looked at {path}). Give a folder, a "
         "glob or 'shared:<sub/path>' (resolved under $TFC_PERCEPTION_SHARED_DATA"
-        " or ../shared/data); with bin/reproduce, pass --set images=PATH.")
+        f" or ../shared/data); with bin/reproduce, pass --set {key}=PATH.")
   return path
 
 
@@ -255,3 +255,112 @@ def codec_metrics(model, x: np.ndarray, msssim_scales=None,
       "nlpd": float(distances.nlpd(xb, x_hat, num_levels=levels).numpy()[0]),
       "x_hat": x_hat.numpy()[0],
   }
+
+
+# ---------------------------------------------------------------------------
+# The factorized-prior model family of the contrast and IQA experiments:
+# tfc's pretrained bmshj2018-factorized models when available, else the
+# project's own small FactorizedPriors trained with the tfci λ of each quality.
+
+FAMILY_SOURCES = ("pretrained", "auto", "trained")
+
+
+def pretrained_family(qualities: Sequence[int], distortions: Sequence[str],
+                      allow_download: bool, log=print):
+  """{(distortion, quality): model} of tfc's bmshj2018-factorized models, or
+  None when they are not available (offline and not in the local cache).
+
+  Args:
+    qualities: quality levels 1..8.
+    distortions: "mse" and/or "msssim" (the published families).
+    allow_download: whether missing models may be downloaded.
+    log: progress printer (says why the models are not available).
+  """
+  from tfc_perception import pretrained  # pylint: disable=g-import-not-at-top
+  family = {}
+  try:
+    for q in qualities:
+      for d in distortions:
+        family[(d, int(q))] = pretrained.load(
+            f"bmshj2018-factorized-{d}-{int(q)}", offline=not allow_download)
+  except (pretrained.OfflineError, pretrained.DownloadError,
+          pretrained.ChecksumError, FileNotFoundError, OSError) as e:
+    log(f"pretrained models not available ({str(e).splitlines()[0]})")
+    return None
+  return family
+
+
+def trained_family(ctx, train_spec: dict, qualities: Sequence[int],
+                   distortions: Sequence[str], train_files: Sequence[str]):
+  """{(distortion, quality): model} of FactorizedPriors trained here (Eq. 3
+  with the tfci λ of each quality), through the runner's model cache.
+
+  The cache key is the training spec, the distortion, λ and the names of the
+  training images, so every experiment asking for the same model (contrast,
+  iqa) trains it once.
+  """
+  from tfc_perception.models import factorized  # pylint: disable=g-import-not-at-top
+  family = {}
+  for q in qualities:
+    for d in distortions:
+      if d not in factorized.QUALITY_LAMBDAS:
+        raise ValueError(f"distortion {d!r} has no λ table; accepted: "
+                         f"{', '.join(factorized.QUALITY_LAMBDAS)}.")
+      spec = dict(train_spec, model="factorized", distortion=d,
+                  lmbda=factorized.QUALITY_LAMBDAS[d][int(q) - 1])
+      key = dict(spec, kind="image_codec", train_files=[
+          os.path.basename(f) for f in train_files])
+      family[(d, int(q))] = ctx.cached_model(
+          key, lambda spec=spec: train_compression_model(
+              spec, train_files, ctx.log),
+          label=f"factorized-{d}-q{q}")
+  return family
+
+
+def factorized_family(ctx, cfg: dict, distortions: Sequence[str] = ("mse",
+                                                                  "msssim")):
+  """The model family an experiment config asks for.
+
+  Args:
+    ctx: the experiment's RunContext (model cache, log).
+    cfg: config with "models" ("pretrained": tfc's bmshj2018-factorized,
+      downloaded when "allow_download" is set; "auto": those if already in the
+      local cache, never downloading, else trained here; "trained"),
+      "qualities", "train" (the training spec of the fallback models),
+      "images" and "test_images" (the Kodak images NOT in test_images train
+      the fallback models).
+    distortions: training distortions of the family.
+
+  Returns:
+    (source, family): source is "pretrained bmshj2018-factorized" or
+    "trained here"; family maps (distortion, quality) -> model.
+
+  Raises:
+    ValueError: unknown "models" value, or no training images left.
+    RuntimeError: "pretrained" asked for but not available.
+  """
+  source = cfg["models"]
+  if source not in FAMILY_SOURCES:
+    raise ValueError(f"models must be one of {', '.join(FAMILY_SOURCES)}, got "
+                     f"{source!r}.")
+  qualities = [int(q) for q in cfg["qualities"]]
+  bad = [q for q in qualities if not 1 <= q <= 8]
+  if not qualities or bad:
+    raise ValueError(f"qualities must be a non-empty list of levels 1..8, got "
+                     f"{cfg['qualities']!r}.")
+  if source in ("pretrained", "auto"):
+    family = pretrained_family(
+        qualities, distortions,
+        source == "pretrained" and cfg.get("allow_download", False), ctx.log)
+    if family is not None:
+      return "pretrained bmshj2018-factorized", family
+    if source == "pretrained":
+      raise RuntimeError("models='pretrained' but the bmshj2018 models are "
+                         "not available; run bin/download first, or use "
+                         "models='auto' / 'trained'.")
+  train_files, _ = kodak_split(cfg["images"], cfg["test_images"])
+  if not train_files:
+    raise ValueError("no Kodak training images left: test_images covers "
+                     "them all.")
+  return "trained here", trained_family(ctx, cfg["train"], qualities,
+                                        distortions, train_files)

@@ -65,42 +65,6 @@ def change_contrast(x: np.ndarray, alpha: float) -> np.ndarray:
   return np.clip(np.round(mu + alpha * (xf - mu)), 0, 255).astype(np.uint8)
 
 
-def _pretrained_pairs(qualities, allow_download: bool, log):
-  """[(quality, mse_model, msssim_model)] from tfc_perception.pretrained, or
-  None if they are not available (offline / not cached)."""
-  from tfc_perception import pretrained  # pylint: disable=g-import-not-at-top
-  pairs = []
-  try:
-    for q in qualities:
-      pair = [pretrained.load(f"bmshj2018-factorized-{m}-{q}",
-                              offline=not allow_download)
-              for m in ("mse", "msssim")]
-      pairs.append((q, pair[0], pair[1]))
-  except (pretrained.OfflineError, pretrained.DownloadError,
-          pretrained.ChecksumError, FileNotFoundError, OSError) as e:
-    log(f"pretrained models not available ({str(e).splitlines()[0]})")
-    return None
-  return pairs
-
-
-def _trained_pairs(ctx, cfg, train_files):
-  from tfc_perception.models import factorized  # pylint: disable=g-import-not-at-top
-  pairs = []
-  for q in cfg["qualities"]:
-    pair = []
-    for metric in ("mse", "msssim"):
-      spec = dict(cfg["train"], model="factorized", distortion=metric,
-                  lmbda=factorized.QUALITY_LAMBDAS[metric][int(q) - 1])
-      key = dict(spec, kind="image_codec", train_files=[
-          os.path.basename(f) for f in train_files])
-      pair.append(ctx.cached_model(
-          key, lambda spec=spec: _images.train_compression_model(
-              spec, train_files, ctx.log),
-          label=f"factorized-{metric}-q{q}"))
-    pairs.append((q, pair[0], pair[1]))
-  return pairs
-
-
 def run(ctx: runner.RunContext) -> Dict:
   """Runs the contrast experiment (see module docstring)."""
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
@@ -109,26 +73,10 @@ def run(ctx: runner.RunContext) -> Dict:
   if 1.0 not in alphas:
     raise ValueError(f"alphas must include 1.0 (the natural image), got "
                      f"{alphas}.")
-  train_files, test_files = _images.kodak_split(cfg["images"],
-                                                cfg["test_images"])
-  source = cfg["models"]
-  pairs = None
-  if source in ("pretrained", "auto"):
-    pairs = _pretrained_pairs(cfg["qualities"], source == "pretrained"
-                              and cfg.get("allow_download", False), ctx.log)
-    if pairs is None and source == "pretrained":
-      raise RuntimeError("models='pretrained' but the bmshj2018 models are "
-                         "not available; run bin/download first, or use "
-                         "models='auto' / 'trained'.")
-  used = "pretrained bmshj2018-factorized" if pairs else "trained here"
-  if pairs is None:
-    if source not in ("auto", "trained"):
-      raise ValueError(f"models must be 'pretrained', 'trained' or 'auto', "
-                       f"got {source!r}.")
-    if not train_files:
-      raise ValueError("no Kodak training images left: test_images covers "
-                       "them all.")
-    pairs = _trained_pairs(ctx, cfg, train_files)
+  _, test_files = _images.kodak_split(cfg["images"], cfg["test_images"])
+  used, family = _images.factorized_family(ctx, cfg)
+  pairs = [(q, family[("mse", q)], family[("msssim", q)])
+           for q in sorted({q for _, q in family})]
   ctx.log(f"models: {used}, qualities {[q for q, _, _ in pairs]}")
 
   imgs = _images.load_test_images(test_files, cfg.get("crop"))
