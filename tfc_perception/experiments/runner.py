@@ -74,6 +74,7 @@ BUILTIN_MODULES = [
     "tfc_perception.experiments.dae",
     "tfc_perception.experiments.sensitivity",
     "tfc_perception.experiments.contrast",
+    "tfc_perception.experiments.iqa",
     "tfc_perception.experiments.scarce_data",
     "tfc_perception.experiments.nlpd_vs_mse",
 ]
