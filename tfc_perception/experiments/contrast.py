@@ -180,11 +180,7 @@ CONFIGS = {
     "quick": {
         "images": "shared:kodak", "test_images": _KODAK_TEST, "crop": 256,
         "alphas": [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], "models": "auto",
-        "qualities": [2, 5],
-        "train": {"num_filters": 32, "latent_channels": 48,
-                  "num_centers": None, "data": "files", "patchsize": 176,
-                  "batch_size": 4, "steps": 300, "learning_rate": 1e-3,
-                  "seed": 0, "run_eagerly": False}},
+        "qualities": [1, 8], "train": dict(_images.QUICK_FAMILY_TRAIN)},
     "paper": {
         "images": "shared:kodak", "test_images": list(range(1, 25)),
         "crop": None, "alphas": [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0,

@@ -196,11 +196,6 @@ def run(ctx: runner.RunContext) -> Dict:
   return results
 
 
-_QUICK_TRAIN = {"num_filters": 32, "latent_channels": 48, "num_centers": None,
-                "data": "files", "patchsize": 176, "batch_size": 4,
-                "steps": 300, "learning_rate": 1e-3, "seed": 0,
-                "run_eagerly": False}
-
 _COMMON = {
     "dataset": "tid2013", "root": "shared:tid2013-sample", "scores": None,
     "skip_missing": True, "limit": None,
@@ -220,8 +215,8 @@ CONFIGS = {
                   "run_eagerly": True}}),
     "quick": dict(_COMMON, **{
         "msssim_scales": 5, "n_bootstrap": 1000, "cache_outputs": True,
-        "models": "auto", "qualities": [1, 2, 5, 8],
-        "train": _QUICK_TRAIN}),
+        "models": "auto", "qualities": [1, 4, 8],
+        "train": dict(_images.QUICK_FAMILY_TRAIN)}),
     "paper": dict(_COMMON, **{
         "msssim_scales": 5, "n_bootstrap": 1000, "cache_outputs": False,
         "models": "pretrained", "allow_download": True,
