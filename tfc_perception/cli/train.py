@@ -23,7 +23,9 @@ _M = "toy2d (2-D, Fig. 10) | factorized (Fig. 15) | softquant (Fig. 17)"
 flags.DEFINE_string("model", None, f"Model to train: {_M}.")
 flags.DEFINE_string(
     "distortion", "mse",
-    "D in Eq. 3: mse | msssim | nlpd (images) | density_mse | "
+    "D in Eq. 3: mse | msssim | nlpd | nlpd_rgb | nlpd2017 (images; nlpd "
+    "is laparra2016 on grey levels, nlpd_rgb the same per RGB channel, "
+    "nlpd2017 laparra2017 per channel) | density_mse | "
     "inverse_density_mse (2-D sources only: P(x)*||x - x_hat||^2 and "
     "||x - x_hat||^2 / P(x)).")
 flags.DEFINE_float(

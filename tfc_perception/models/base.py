@@ -41,8 +41,14 @@ from tfc_perception import _validation
 __all__ = ["CompressionModel", "DISTORTIONS", "distortion_fn"]
 
 # Accepted distortion names (Eq. 3) and aliases.
-DISTORTIONS = ("mse", "msssim", "nlpd", "density_mse", "inverse_density_mse")
+# "nlpd" is laparra2016 on the rgb2gray luminance (the authors' MATLAB
+# convention: colour is not constrained); "nlpd_rgb" is laparra2016 on each
+# RGB channel; "nlpd2017" is laparra2017 (each channel, as in the authors' TF
+# implementation). See tfc_perception.distances.nlpd.
+DISTORTIONS = ("mse", "msssim", "nlpd", "nlpd_rgb", "nlpd2017", "density_mse",
+               "inverse_density_mse")
 _ALIASES = {"ms_ssim": "msssim", "ms-ssim": "msssim",
+            "nlpd_per_channel": "nlpd_rgb", "nlpd_laparra2017": "nlpd2017",
             "density_weighted_mse": "density_mse",
             "inverse_density_weighted_mse": "inverse_density_mse"}
 _DENSITY_DISTORTIONS = ("density_mse", "inverse_density_mse")
@@ -92,7 +98,9 @@ def distortion_fn(name: str, image: bool,
   Returns:
     A function (x, x_hat) -> float32 tensor [N]. Units: for images "mse" is
     255^2 * MSE on [0, 1] (i.e. MSE on the 0-255 scale), "msssim" is
-    1 - MS-SSIM, "nlpd" is NLPD at max_val=1; for vectors "mse" is the squared
+    1 - MS-SSIM, "nlpd" is NLPD (laparra2016, grey levels) at max_val=1,
+    "nlpd_rgb" the same per RGB channel (averaged), "nlpd2017" laparra2017
+    per channel; for vectors "mse" is the squared
     Euclidean distance ||x - x_hat||^2 (sum over D), the density ones multiply
     / divide it by P(x).
 
@@ -126,6 +134,12 @@ def distortion_fn(name: str, image: bool,
     return mse_255
   if name == "msssim":
     return lambda x, x_hat: 1.0 - distances.ms_ssim(x, x_hat, max_val=1.0)
+  if name == "nlpd_rgb":
+    return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0,
+                                           color="per_channel")
+  if name == "nlpd2017":
+    return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0,
+                                           variant="laparra2017")
   return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0)
 
 
