@@ -200,8 +200,11 @@ def test_scarce_data_tiny_end_to_end(tmp_path, kodak_like):
 
 @pytest.mark.slow
 def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
+  # The per-channel NLPD (the grey-level default runs in scarce_data's test).
   runner.run_experiment("nlpd_vs_mse", "tiny", str(tmp_path),
-                        overrides={"images": kodak_like}, verbose=False)
+                        overrides={"images": kodak_like,
+                                   "nlpd_distortion": "nlpd_rgb"},
+                        verbose=False)
   folder = tmp_path / "nlpd_vs_mse"
   results = _outputs(folder, ("curves.csv", "gain.csv",
                               "fig20_nlpd_vs_mse.png"))
@@ -217,6 +220,12 @@ def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
   gain = pd.read_csv(folder / "gain.csv")
   assert np.all(np.isfinite(gain[["mean_gain", "std_gain"]]))
   assert results["final_step"] == steps[-1]
+  assert results["nlpd_distortion"] == "nlpd_rgb"
+  with pytest.raises(ValueError, match="nlpd_distortion"):
+    runner.run_experiment("nlpd_vs_mse", "tiny", str(tmp_path / "bad"),
+                          overrides={"images": kodak_like,
+                                     "nlpd_distortion": "ssim"},
+                          verbose=False)
 
 
 def test_contrast_auto_falls_back_offline_without_cached_models(
