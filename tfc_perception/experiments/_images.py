@@ -265,10 +265,10 @@ def codec_metrics(model, x: np.ndarray, msssim_scales=None,
 FAMILY_SOURCES = ("pretrained", "auto", "trained")
 
 # Training spec of the quick configs' fallback family (contrast, iqa: one
-# spec, so both experiments share the cached models). At learning rate 1e-3
-# and 300 steps the rates of quality 1 and 8 stayed within 2% of each other
-# (the entropy model was still fitting the latents and λ had no effect yet);
-# 2e-3 and 1000 steps separate them (MSE: 0.23 vs 0.47 bpp on Kodak crops).
+# spec, so both experiments share the cached models). With 300 steps at
+# learning rate 1e-3 (the earlier quick spec) different qualities ended at
+# the same rate: the entropy model was still fitting the latents and λ had
+# no effect yet. docs/reproduce-images.md has the rates this spec reaches.
 QUICK_FAMILY_TRAIN = {"num_filters": 32, "latent_channels": 48,
                       "num_centers": None, "data": "files", "patchsize": 176,
                       "batch_size": 4, "steps": 1000, "learning_rate": 2e-3,
