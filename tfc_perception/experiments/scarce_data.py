@@ -34,7 +34,8 @@ from tfc_perception.experiments import runner
 __all__ = ["num_centers_for", "run"]
 
 _DATA = ("uniform_noise", "natural")
-_LOSS_LABEL = {"mse": "MSE", "msssim": "1 − MS-SSIM", "nlpd": "NLPD"}
+_LOSS_LABEL = {"mse": "MSE", "msssim": "1 − MS-SSIM", "nlpd": "NLPD (grey)",
+               "nlpd_rgb": "NLPD (RGB)", "nlpd2017": "NLPD 2017"}
 
 
 def num_centers_for(max_bpp: float, latent_channels: int) -> int:
@@ -59,6 +60,10 @@ def run(ctx: runner.RunContext) -> Dict:
   cfg = ctx.config
   m = int(cfg["train"]["latent_channels"])
   bounds = [float(b) for b in cfg["max_bpp"]]
+  for loss in cfg["distortions"]:
+    if loss not in _LOSS_LABEL:
+      raise ValueError(f"unknown distortion {loss!r}; accepted: "
+                       f"{', '.join(_LOSS_LABEL)}.")
   for d in cfg["data"]:
     if d not in _DATA:
       raise ValueError(f"unknown data {d!r}; accepted: {', '.join(_DATA)}.")
