@@ -54,10 +54,9 @@ def test_iqa_tiny_end_to_end_on_a_tid2013_layout(tmp_path, tid_root,
   # Every reported SRCC is |Spearman| of the written per-pair column and MOS.
   pairs = pd.read_csv(folder / "evaluation" / "pairs.csv")
   assert len(pairs) == 30
-  for key, srcc in res["srcc"].items():
-    column = key  # "psnr" or "dr@factorized-mse-1"
+  for column, srcc in res["srcc"].items():  # "psnr", "dr@factorized-mse-1"
     rho = sps.spearmanr(pairs[column], pairs["mos"]).correlation
-    assert srcc == pytest.approx(abs(rho), abs=1e-9), key
+    assert srcc == pytest.approx(abs(rho), abs=1e-9), column
   # PSNR ranks this synthetic dataset's MOS well (its MOS falls with noise
   # and blur level); De is the input MSE, the same for every model.
   assert res["srcc"]["psnr"] > 0.7

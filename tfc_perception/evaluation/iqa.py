@@ -49,11 +49,13 @@ from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
 __all__ = ["BASELINES", "INDUCED", "DISTANCES", "evaluate_iqa",
-           "load_dataset", "plot_fig3", "fig3_figure", "parse_distances"]
+           "load_dataset", "plot_fig3", "fig3_figure", "parse_distances",
+           "FIGURE_METRICS"]
 
 BASELINES = ("psnr", "msssim", "nlpd", "mse")
 INDUCED = ("dr", "din", "ds", "de")
 DISTANCES = BASELINES + INDUCED
+FIGURE_METRICS = ("srcc", "plcc", "plcc_logistic", "krcc")
 _SIMILARITIES = ("psnr", "msssim", "ms_ssim", "ssim")
 _SAVE_EVERY_S = 30.0
 
@@ -409,9 +411,8 @@ def fig3_figure(summary_rows: Sequence[Dict[str, Any]], metric: str = "srcc",
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  if metric not in ("srcc", "plcc", "plcc_logistic", "krcc"):
-    raise ValueError(f"metric must be srcc, plcc, plcc_logistic or krcc, got "
-                     f"{metric!r}.")
+  from tfc_perception import _validation  # pylint: disable=g-import-not-at-top
+  _validation.check_choice(metric, "metric", FIGURE_METRICS)
   label = {"srcc": "|SRCC|", "plcc": "|PLCC| (no fit)",
            "plcc_logistic": "|PLCC| (VQEG logistic)", "krcc": "|KRCC|"}[metric]
   fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -489,6 +490,7 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
 
   Returns:
     {"summary": list of summary rows, "json": summary.json content,
+     "pairs": the per-pair table of pairs.csv (DataFrame),
      "files": {kind: path}}.
 
   Raises:
@@ -503,8 +505,7 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
     raise TypeError("dataset must be an IQADataset (see load_dataset).")
   from tfc_perception import _validation  # pylint: disable=g-import-not-at-top
   _validation.check_choice(latent, "latent", ("unquantized", "quantized"))
-  _validation.check_choice(figure_metric, "figure_metric",
-                           ("srcc", "plcc", "plcc_logistic", "krcc"))
+  _validation.check_choice(figure_metric, "figure_metric", FIGURE_METRICS)
   if not isinstance(batch_size, int) or batch_size < 1:
     raise ValueError(f"batch_size must be a positive integer, got "
                      f"{batch_size!r}.")
@@ -632,4 +633,5 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   _io.write_json(files["manifest"], _io.make_manifest(
       config if config is not None else settings,
       wall_time_s=time.time() - t0, files=files))
-  return {"summary": summary_rows, "json": summary_json, "files": files}
+  return {"summary": summary_rows, "json": summary_json, "pairs": table,
+          "files": files}

@@ -51,6 +51,12 @@ __all__ = ["run", "CONFIGS"]
 _FAMILY_STYLE = {"mse": ("tab:blue", "o-"), "msssim": ("tab:orange", "s--")}
 
 
+def _label(row) -> str:
+  """"dr@factorized-mse-1" for a model's distance, "psnr" for a baseline."""
+  return (f"{row['distance']}@{row['model']}" if row["model"] else
+          row["distance"])
+
+
 def _dataset(cfg):
   from tfc_perception.evaluation import iqa as iqa_eval  # pylint: disable=g-import-not-at-top
   root = _images.resolve_data(cfg["root"], key="root")
@@ -142,17 +148,17 @@ def run(ctx: runner.RunContext) -> Dict:
       n_bootstrap=int(cfg["n_bootstrap"]), seed=int(cfg["seed"]),
       limit=int(limit) if limit else None, progress=ctx.verbose,
       msssim_scales=int(cfg["msssim_scales"]), config=dict(cfg))
-  summary = out["summary"]
-  table = pd.read_csv(out["files"]["pairs"])
+  summary, table = out["summary"], out["pairs"]
   n_pairs = len(table)
   models_rows = pd.read_csv(out["files"]["models"]).to_dict("records")
 
   if n_pairs >= 3:
     # De is base(x1, x2): the same for every model, so one baseline line.
+    plotted = [r for r in summary if r["distance"] != "de"]
     de_rows = [r for r in summary if r["distance"] == "de"]
-    plotted = [r for r in summary if r["distance"] != "de"] + [
-        dict(de_rows[0], model="", distance=f"De ({cfg['base']})")
-        for _ in de_rows[:1]]
+    if de_rows:
+      plotted.append(dict(de_rows[0], model="",
+                          distance=f"De ({cfg['base']})"))
     fig = iqa_eval.fig3_figure(
         plotted, "srcc", title=f"{dataset.name}: {n_pairs} pairs, models "
                                f"{used}")
@@ -161,8 +167,7 @@ def run(ctx: runner.RunContext) -> Dict:
         caption=("|SRCC| of induced distances (Dr, Din, Ds) with MOS against "
                  "each model's rate, per training distortion; baselines as "
                  "horizontal lines; 95% bootstrap intervals. Paper Fig. 3."),
-        numbers={(f"{r['distance']}@{r['model']}" if r["model"] else
-                  r["distance"]) + ": |SRCC|, 95% interval lo, hi":
+        numbers={_label(r) + ": |SRCC|, 95% interval lo, hi":
                  [r["srcc"], r["srcc_lo"], r["srcc_hi"]] for r in summary},
         table=["evaluation/summary.csv"])
   else:
@@ -175,8 +180,7 @@ def run(ctx: runner.RunContext) -> Dict:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) \
         else float(v)
 
-  srcc = {(f"{r['distance']}@{r['model']}" if r["model"] else
-           r["distance"]): _num(r["srcc"]) for r in summary}
+  srcc = {_label(r): _num(r["srcc"]) for r in summary}
   results = {
       "models": used, "dataset": dataset.name, "root": dataset.root,
       "n_pairs": n_pairs, "n_skipped_missing": int(dataset.n_skipped),

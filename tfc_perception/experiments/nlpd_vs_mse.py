@@ -34,8 +34,10 @@ from typing import Dict, List
 
 import numpy as np
 
+from tfc_perception import _validation
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
+from tfc_perception.models import base
 
 __all__ = ["TestMSECallback", "run"]
 
@@ -91,12 +93,10 @@ def run(ctx: runner.RunContext) -> Dict:
     raise ValueError("no Kodak training images left: test_images covers "
                      "them all.")
   x = np.stack(_images.load_test_images(test_files, int(cfg["crop"])))
-  # Which NLPD trains the "NLPD" member: "nlpd" (laparra2016 on grey levels,
-  # default), "nlpd_rgb" (laparra2016 per RGB channel) or "nlpd2017".
-  nlpd_distortion = cfg.get("nlpd_distortion", "nlpd_rgb")
-  if nlpd_distortion not in ("nlpd", "nlpd_rgb", "nlpd2017"):
-    raise ValueError(f"nlpd_distortion must be 'nlpd', 'nlpd_rgb' or "
-                     f"'nlpd2017', got {nlpd_distortion!r}.")
+  # Which NLPD trains the "NLPD" member (see the module docstring).
+  nlpd_distortion = _validation.check_choice(
+      cfg.get("nlpd_distortion", "nlpd_rgb"), "nlpd_distortion",
+      base.NLPD_DISTORTIONS)
   seeds = [int(s) for s in cfg["seeds"]]
   if len(seeds) < 2:
     raise ValueError("seeds must list at least 2 seeds (mean and std).")

@@ -38,7 +38,8 @@ import tensorflow as tf
 
 from tfc_perception import _validation
 
-__all__ = ["CompressionModel", "DISTORTIONS", "distortion_fn"]
+__all__ = ["CompressionModel", "DISTORTIONS", "NLPD_DISTORTIONS",
+           "distortion_fn"]
 
 # Accepted distortion names (Eq. 3) and aliases.
 # "nlpd" is laparra2016 on the rgb2gray luminance (the authors' MATLAB
@@ -52,6 +53,10 @@ _ALIASES = {"ms_ssim": "msssim", "ms-ssim": "msssim",
             "density_weighted_mse": "density_mse",
             "inverse_density_weighted_mse": "inverse_density_mse"}
 _DENSITY_DISTORTIONS = ("density_mse", "inverse_density_mse")
+# The NLPD distortions and their `distances.nlpd` options.
+_NLPD_OPTIONS = {"nlpd": {}, "nlpd_rgb": {"color": "per_channel"},
+                 "nlpd2017": {"variant": "laparra2017"}}
+NLPD_DISTORTIONS = tuple(_NLPD_OPTIONS)
 
 
 def canonical_distortion(name) -> str:
@@ -134,13 +139,8 @@ def distortion_fn(name: str, image: bool,
     return mse_255
   if name == "msssim":
     return lambda x, x_hat: 1.0 - distances.ms_ssim(x, x_hat, max_val=1.0)
-  if name == "nlpd_rgb":
-    return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0,
-                                           color="per_channel")
-  if name == "nlpd2017":
-    return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0,
-                                           variant="laparra2017")
-  return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0)
+  options = _NLPD_OPTIONS[name]
+  return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0, **options)
 
 
 class CompressionModel(tf.keras.Model):
