@@ -78,8 +78,8 @@ def test_save_load_gives_identical_bitstreams(trained, tmp_path):
   assert a.numpy().tolist() == b.numpy().tolist()
   np.testing.assert_array_equal(loaded.decompress(a).numpy(),
                                 model.reconstruct(x[:32]).numpy())
-  # Overwriting an existing export works and stays loadable.
-  models.save_model(loaded, tmp_path / "toy")
+  # Replacing an existing export (overwrite=True) stays loadable.
+  models.save_model(loaded, tmp_path / "toy", overwrite=True)
   assert models.load_model(tmp_path / "toy").fingerprint() == fingerprint
 
 

@@ -238,3 +238,56 @@ def test_divergence_is_an_error_and_keeps_no_bad_checkpoint(tmp_path):
     training.train(dict(TOY, epochs=1, steps_per_epoch=3,
                         learning_rate=1e30, train_dir=str(tmp_path / "run")))
   assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")) is None
+
+
+def test_export_paths_that_would_lose_files_are_refused_before_training(
+    tmp_path):
+  """Issue 12: --export pointing at the parent of the train_dir (with other
+  results), into the train_dir, or at a foreign folder deletes nothing."""
+  results = tmp_path / "results"
+  (results / "other").mkdir(parents=True)
+  (results / "table.csv").write_text("keep me")
+  run = results / "run"
+  for export, message in [(results, "contains --train_dir"),
+                          (run, "contains --train_dir"),
+                          (run / "checkpoints", "lies inside --train_dir")]:
+    with pytest.raises(ValueError, match=message):
+      training.train(dict(TOY, epochs=1, train_dir=str(run),
+                          export=str(export)))
+    assert not run.exists()  # refused before anything was written
+  (results / "other" / "notes.txt").write_text("mine")
+  with pytest.raises(ValueError, match="not a model saved by tfc_perception"):
+    training.train(dict(TOY, epochs=1, train_dir=str(run),
+                        export=str(results / "other")))
+  assert not run.exists()
+  assert (results / "table.csv").read_text() == "keep me"
+  assert (results / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_train_dir_inside_the_image_folder_is_refused(tmp_path):
+  images = _write_images(str(tmp_path / "images"), [(40, 40, 3)] * 2)
+  with pytest.raises(ValueError, match="inside the input --data folder"):
+    training.train(dict(TINY_FP, data=images,
+                        train_dir=os.path.join(images, "run")))
+
+
+def test_another_runs_export_needs_overwrite_a_resumed_run_replaces_its_own(
+    tmp_path):
+  export = str(tmp_path / "model")
+  first = training.train(dict(TOY, epochs=1, train_dir=str(tmp_path / "a"),
+                              export=export))
+  # The same run, resumed for one more epoch, replaces its own export.
+  again = training.train(dict(TOY, epochs=2, train_dir=str(tmp_path / "a"),
+                              export=export))
+  assert again.initial_epoch == 1
+  assert models.load_model(export).fingerprint() == again.model.fingerprint()
+  assert again.model.fingerprint() != first.model.fingerprint()
+  # Another run may not replace it (checked before training) ...
+  with pytest.raises(ValueError, match="overwrite"):
+    training.train(dict(TOY, epochs=1, seed=4, train_dir=str(tmp_path / "b"),
+                        export=export))
+  assert not (tmp_path / "b").exists()
+  # ... unless asked to.
+  other = training.train(dict(TOY, epochs=1, seed=4, overwrite=True,
+                              train_dir=str(tmp_path / "b"), export=export))
+  assert models.load_model(export).fingerprint() == other.model.fingerprint()

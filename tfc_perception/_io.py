@@ -1,8 +1,11 @@
-"""Atomic file writing and run manifests.
+"""Atomic file writing, safe output paths and run manifests.
 
 Nothing the project writes (checkpoints, caches, results) may be left
 half-written: every writer here writes to a temporary file in the destination
-directory and renames it into place (`os.replace` is atomic on POSIX).
+directory and renames it into place (`os.replace` is atomic on POSIX). The
+temporary files and folders get the permissions a plain `open`/`mkdir` would
+give (0666/0777 minus the umask), not `tempfile`'s private 0600/0700, so
+other users can read a shared cache, models and results as usual.
 """
 
 import contextlib
@@ -18,9 +21,92 @@ import tempfile
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 __all__ = [
-    "atomic_open", "write_bytes", "write_text", "write_json", "write_csv",
+    "current_umask", "chmod_as_created", "make_temp_dir", "is_within",
+    "check_output_path", "atomic_open", "write_bytes", "write_text", "write_json", "write_csv",
     "read_json", "library_versions", "git_commit", "make_manifest",
 ]
+
+
+def current_umask() -> int:
+  """The process umask (read from /proc where possible: setting and
+  restoring it with os.umask would race with other threads)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def chmod_as_created(path_or_fd, directory: bool = False) -> None:
+  """Gives a file (path or descriptor) or folder made by `tempfile` the mode
+  a plain open()/mkdir() would have given it: 0666 (0777 for folders) minus
+  the umask."""
+  mode = (0o777 if directory else 0o666) & ~current_umask()
+  if isinstance(path_or_fd, int):
+    os.fchmod(path_or_fd, mode)
+  else:
+    os.chmod(path_or_fd, mode)
+
+
+def make_temp_dir(parent, prefix: str) -> str:
+  """`tempfile.mkdtemp` in `parent`, with the umask's permissions."""
+  path = tempfile.mkdtemp(dir=parent, prefix=prefix)
+  chmod_as_created(path, directory=True)
+  return path
+
+
+def is_within(path, folder) -> bool:
+  """True if `path` is `folder` or lies inside it (symlinks resolved)."""
+  path = os.path.realpath(os.fspath(path))
+  folder = os.path.realpath(os.fspath(folder))
+  return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_path(output, inputs: Mapping[str, Any],
+                      output_name: str = "output",
+                      overwrite: Optional[bool] = None) -> None:
+  """Refuses an output path that would overwrite or write into an input, or
+  replace an existing file without permission.
+
+  Args:
+    output: the path about to be written (file or folder).
+    inputs: {name for messages: input path (file or folder) or None}.
+    output_name: how the output is called in messages (e.g. "--output").
+    overwrite: for a single output file: whether an existing file may be
+      replaced (False refuses it); None skips that check (folders).
+
+  Raises:
+    ValueError: `output` is one of the inputs (the same file, also through
+      links), lies inside an input folder, or exists and `overwrite` is
+      False.
+  """
+  if output is None:
+    return
+  output = os.fspath(output)
+  for name, path in inputs.items():
+    if path is None or path == "" or not isinstance(path, (str, os.PathLike)):
+      continue
+    path = os.fspath(path)
+    same = False
+    if os.path.exists(output) and os.path.exists(path):
+      same = os.path.samefile(output, path)
+    if same or os.path.realpath(output) == os.path.realpath(path):
+      raise ValueError(f"{output_name} {output} is the input {name} "
+                       f"{path}; writing it would destroy the input: choose "
+                       "another path.")
+    if os.path.isdir(path) and is_within(output, path):
+      raise ValueError(f"{output_name} {output} lies inside the input "
+                       f"{name} folder {path}; choose a path outside it.")
+  if overwrite is False and os.path.lexists(output):
+    kind = "a folder" if os.path.isdir(output) else "a file"
+    raise ValueError(f"{output_name} {output} exists ({kind}); pass "
+                     "--overwrite (overwrite=True) to replace it, or choose "
+                     "another path.")
 
 
 @contextlib.contextmanager
@@ -45,6 +131,7 @@ def atomic_open(path, mode="w", **kwargs):
       dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
   try:
     with os.fdopen(fd, mode, **kwargs) as f:
+      chmod_as_created(f.fileno())
       yield f
       f.flush()
       os.fsync(f.fileno())

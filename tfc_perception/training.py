@@ -102,7 +102,11 @@ class TrainConfig:
     train_dir: directory for checkpoints, TensorBoard logs, history.json and
       config.json; reusing it resumes the run.
     export: where the final model is saved (directory); None:
-      `train_dir/export`.
+      `train_dir/export`. It may not contain train_dir or lie inside it
+      (other than the default), and must be new, empty, or a saved model
+      (see `models.check_save_path`).
+    overwrite: replace a model saved at `export` by another run (a resumed
+      run replaces its own export without it).
     strategy: "default" or "mirrored" (tf.distribute.MirroredStrategy over
       all GPUs, or all logical CPUs when there is no GPU).
     precision_policy: Keras mixed precision policy: float32, mixed_float16,
@@ -133,6 +137,7 @@ class TrainConfig:
   seed: int = 0
   train_dir: str = None
   export: Optional[str] = None
+  overwrite: bool = False
   strategy: str = "default"
   precision_policy: str = "float32"
   weight_density: Optional[str] = None
@@ -557,6 +562,37 @@ def _model_kwargs(cfg: TrainConfig, density) -> Dict[str, Any]:
   return kwargs
 
 
+def _check_paths(cfg: TrainConfig, train_dir: str, export: str) -> bool:
+  """Refuses output paths that would destroy inputs or other files, before
+  any training. Returns whether the export may replace a saved model."""
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  if _io.is_within(train_dir, export):
+    raise ValueError(
+        f"--export {export} contains --train_dir {train_dir} (its checkpoints "
+        "and logs): saving the model there would replace them; choose a "
+        "folder outside the train_dir.")
+  default = os.path.join(train_dir, "export")
+  if _io.is_within(export, train_dir) and export != default:
+    raise ValueError(
+        f"--export {export} lies inside --train_dir {train_dir}; use the "
+        f"default ({default}) or a folder outside the train_dir.")
+  for spec, name in ((cfg.data, "--data"),
+                     (cfg.validation_data, "--validation_data")):
+    if spec and os.path.isdir(spec):
+      _io.check_output_path(train_dir, {name: spec}, "--train_dir")
+      _io.check_output_path(export, {name: spec}, "--export")
+  own = False
+  manifest = export.rstrip(os.sep) + ".manifest.json"
+  if models.is_saved_model(export) and os.path.isfile(manifest):
+    try:
+      own = _io.read_json(manifest).get("train_dir") == train_dir
+    except (OSError, ValueError, AttributeError):
+      own = False
+  overwrite = bool(cfg.overwrite or own)
+  models.check_save_path(export, overwrite=overwrite)
+  return overwrite
+
+
 def _check_resume_config(path: str, cfg: TrainConfig) -> None:
   saved = _io.read_json(path)
   changed = [f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}"
@@ -603,6 +639,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
   image = _is_image_model(cfg.model)
   train_dir = os.path.abspath(cfg.train_dir)
   export = os.path.abspath(cfg.export or os.path.join(train_dir, "export"))
+  overwrite = _check_paths(cfg, train_dir, export)
   os.makedirs(train_dir, exist_ok=True)
   config_path = os.path.join(train_dir, "config.json")
   history_path = os.path.join(train_dir, "history.json")
@@ -686,7 +723,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
             "kept; if the loss diverged, lower --learning_rate or --lambda, "
             "otherwise check the data).") from None
     final = {k: v for k, v in history[-1].items()} if history else {}
-    models.save_model(model, export)
+    models.save_model(model, export, overwrite=overwrite)
     manifest_path = export.rstrip(os.sep) + ".manifest.json"
     manifest = _io.make_manifest(
         cfg.to_dict(), wall_time_s=time.time() - t0,

@@ -81,7 +81,13 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "export", None,
     "Directory for the final model (tfc_perception.models.save_model), with "
-    "the run manifest at <export>.manifest.json. Default: <train_dir>/export.")
+    "the run manifest at <export>.manifest.json. Default: <train_dir>/export. "
+    "Must be new, empty or a saved model; never the train_dir, a folder "
+    "containing it or another folder inside it.")
+flags.DEFINE_bool(
+    "overwrite", False,
+    "Replace a model that another run saved at --export (a resumed run "
+    "replaces its own export without it).")
 flags.DEFINE_enum(
     "strategy", "default", list(training.STRATEGIES),
     "tf.distribute strategy: default (one device) | mirrored (synchronous "
@@ -106,7 +112,7 @@ FLAGS = flags.FLAGS
 _KEYS = ("model", "distortion", "quality", "data", "validation_data",
          "validation_steps", "patchsize", "batchsize", "epochs",
          "steps_per_epoch", "learning_rate", "num_filters", "latent_channels",
-         "num_centers", "seed", "train_dir", "export", "strategy",
+         "num_centers", "seed", "train_dir", "export", "overwrite", "strategy",
          "precision_policy", "weight_density", "logical_cpus", "progress")
 
 

@@ -22,13 +22,12 @@ import importlib
 import json
 import os
 import shutil
-import tempfile
 from typing import Any, Optional
 
 from tfc_perception import _io
 
 __all__ = ["build_model", "save_model", "load_model", "registered_models",
-           "model_class"]
+           "model_class", "is_saved_model", "check_save_path"]
 
 # name -> "module:Class" (imported lazily, so registering costs nothing).
 _REGISTRY = {
@@ -43,6 +42,9 @@ _FORMAT = "tfc_perception.model"
 _FORMAT_VERSION = 1
 _CONFIG_FILE = "model.json"
 _WEIGHTS_FILE = "weights.npz"
+# Everything save_model writes into a model directory: a saved model holding
+# anything else is not replaced (those files would be lost).
+_MODEL_FILES = (_CONFIG_FILE, _WEIGHTS_FILE)
 
 
 def registered_models():
@@ -124,33 +126,98 @@ def _registry_name(model) -> str:
                    f"registered: {', '.join(registered_models())}.")
 
 
-def save_model(model, path) -> str:
+def is_saved_model(path) -> bool:
+  """True if `path` is a directory written by `save_model` (its model.json
+  names this package's model format)."""
+  try:
+    read_model_info(path)
+  except (OSError, ValueError):
+    return False
+  return os.path.isdir(path)
+
+
+def check_save_path(path, overwrite: bool = False) -> bool:
+  """Checks that `save_model(..., path, overwrite)` may write `path`.
+
+  save_model never deletes or replaces what this package did not write:
+  `path` must not exist, be an empty folder, or (with `overwrite=True`) hold
+  a model saved by `save_model` and nothing else.
+
+  Args:
+    path: the destination directory.
+    overwrite: whether an existing saved model may be replaced.
+
+  Returns:
+    True if `path` holds a saved model that will be replaced.
+
+  Raises:
+    ValueError: `path` is a file or a link, a non-empty folder that is not a
+      saved model, a saved model with files save_model did not write, or a
+      saved model and `overwrite` is False.
+  """
+  path = os.fspath(path)
+  if os.path.islink(path):
+    raise ValueError(f"{path} is a symbolic link; give the folder it points "
+                     "to (or a new path) to save a model.")
+  if not os.path.lexists(path):
+    return False
+  if not os.path.isdir(path):
+    raise ValueError(f"{path} is a file; save_model writes a directory and "
+                     "never replaces a file: choose another path.")
+  entries = sorted(os.listdir(path))
+  if not entries:
+    return False
+  if not is_saved_model(path):
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    raise ValueError(
+        f"{path} is a non-empty folder ({len(entries)} entries: {shown}) that "
+        "is not a model saved by tfc_perception; save_model never deletes "
+        "what it did not write: choose a new or empty folder.")
+  extra = [e for e in entries if e not in _MODEL_FILES]
+  if extra:
+    raise ValueError(
+        f"{path} holds a saved model but also files save_model did not write "
+        f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); move "
+        "them out or choose another path: they would be deleted with the "
+        "old model.")
+  if not overwrite:
+    raise ValueError(
+        f"{path} already holds a saved model; pass overwrite=True (bin/train "
+        "--overwrite) to replace it, or choose another path.")
+  return True
+
+
+def save_model(model, path, overwrite: bool = False) -> str:
   """Saves a model as a directory: model.json (registry name, config,
   fingerprint) + weights.npz (`model.get_weights()`, in order, with the
   variable names; optimizer state is not included: bin/train's checkpoints
   hold it).
 
   The directory is written next to `path` and renamed into place, so an
-  interrupted save never leaves a half-written model (an existing model at
-  `path` is replaced).
+  interrupted save never leaves a half-written model. What is at `path` is
+  never deleted unless it is a model written by save_model and `overwrite`
+  is True (see `check_save_path`); the old model is then swapped out by two
+  renames and removed only after the new one is in place.
 
   Args:
     model: a model built by `build_model` (or a registered class).
-    path: destination directory.
+    path: destination directory: new, empty, or (with `overwrite`) a saved
+      model.
+    overwrite: replace a model saved at `path`.
 
   Returns:
     The model's fingerprint (hex SHA-256, also recorded in compressed files).
 
   Raises:
-    ValueError: unregistered model type; path is an existing file.
+    ValueError: unregistered model type, or `path` may not be written (see
+      `check_save_path`).
   """
   name = _registry_name(model)
   path = os.path.abspath(os.fspath(path))
-  if os.path.isfile(path):
-    raise ValueError(f"{path} is a file; save_model writes a directory.")
+  check_save_path(path, overwrite)
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
+  tmp = _io.make_temp_dir(parent, "." + os.path.basename(path) + ".")
   try:
     _save_weights(model, os.path.join(tmp, _WEIGHTS_FILE))
     fingerprint = model.fingerprint()
@@ -161,11 +228,10 @@ def save_model(model, path) -> str:
         "rate_unit": model.rate_unit,
         "versions": _io.library_versions()})
     old = None
-    if os.path.exists(path):
-      old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path)
-                             + ".old.")
+    if check_save_path(path, overwrite):  # Again: it may have changed.
+      old = _io.make_temp_dir(parent, "." + os.path.basename(path) + ".old.")
       os.replace(path, os.path.join(old, "m"))
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # Onto an empty folder too (fails if not empty).
     if old is not None:
       shutil.rmtree(old, ignore_errors=True)
   except BaseException:
