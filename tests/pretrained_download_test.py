@@ -367,3 +367,112 @@ def test_kodak_from_local_server_matches_pinned_hashes(tmp_path):
   for f in files:
     assert dl.sha256_file(os.path.join(folder, f)) == sums[f]
   assert len(local.counts) == 24
+
+
+def _read_only_runner(cache):
+  """A command prefix under which `cache` is read-only: a read-only bind
+  mount in a private mount namespace when running as root (root ignores
+  file modes), else the files' write bits removed. None if impossible."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  if os.geteuid() != 0:
+    for root, dirs, files in os.walk(cache):
+      for name in dirs + files:
+        path = os.path.join(root, name)
+        os.chmod(path, os.stat(path).st_mode & ~0o222)
+    os.chmod(cache, os.stat(cache).st_mode & ~0o222)
+    return lambda argv: argv
+  if not shutil.which("unshare"):
+    return None
+  probe = subprocess.run(
+      ["unshare", "-m", "sh", "-c", f"mount --bind {cache} {cache} && mount "
+       f"-o remount,bind,ro {cache} && ! touch {cache}/probe 2>/dev/null"],
+      capture_output=True)
+  if probe.returncode != 0:
+    return None
+  return lambda argv: ["unshare", "-m", "sh", "-c", (
+      f'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && '
+      'exec "$@"'), str(cache)] + argv
+
+
+def test_a_verified_cache_works_read_only(tmp_path, server):
+  """Issue 12: a populated cache on a read-only filesystem (or copied there)
+  serves verified files with no lock and no write, online or offline."""
+  reg = make_registry(tmp_path, [blob("a.bin", GOOD),
+                                 blob("u.bin", GOOD[::-1], pinned=False)])
+  cache = tmp_path / "cache"
+  server.routes["/a.bin"] = ("ok", GOOD)
+  server.routes["/u.bin"] = ("ok", GOOD[::-1])
+  pretrained.download("blobs", cache, server.url, registry=reg, **FAST)
+  before = sorted(os.listdir(cache / "blobs"))
+  runner = _read_only_runner(cache)
+  if runner is None:
+    pytest.skip("cannot make a read-only directory here (root without "
+                "mount namespaces)")
+  code = (
+      "import sys\n"
+      "from tfc_perception import pretrained\n"
+      f"reg = pretrained.Registry({str(tmp_path / 'registry.json')!r})\n"
+      f"cache = {str(cache)!r}\n"
+      "for name in ('a.bin', 'u.bin'):\n"
+      "  print(pretrained.download(name, cache, offline=True, registry=reg))\n"
+      # Online too: verified files are served without a lock or a connection
+      # (the URL prefix points nowhere).
+      "  print(pretrained.download(name, cache, 'http://127.0.0.1:9', "
+      "registry=reg, retries=0, progress=False))\n"
+      "print(pretrained.download('blobs', cache, offline=True, registry=reg,"
+      " progress=False))\n")
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+  out = subprocess.run(runner([sys.executable, "-c", code]),
+                       capture_output=True, text=True, env=env, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = out.stdout.split()
+  assert lines == [str(cache / "blobs" / "a.bin")] * 2 + [
+      str(cache / "blobs" / "u.bin")] * 2 + [str(cache / "blobs")]
+  assert sorted(os.listdir(cache / "blobs")) == before
+
+
+def test_cache_files_follow_the_umask(tmp_path, server):
+  """Issue 12: downloads are 0644 under umask 022 (not mkstemp's 0600), so
+  other users can read a shared cache."""
+  import stat  # pylint: disable=g-import-not-at-top
+  reg = make_registry(tmp_path, [blob("a.bin", GOOD, pinned=False)])
+  server.routes["/a.bin"] = ("ok", GOOD)
+  old = os.umask(0o022)
+  try:
+    path = pretrained.download("a.bin", tmp_path / "c", server.url,
+                               registry=reg, **FAST)
+  finally:
+    os.umask(old)
+  modes = {os.path.relpath(os.path.join(r, n), tmp_path / "c"):
+           stat.S_IMODE(os.stat(os.path.join(r, n)).st_mode)
+           for r, dirs, files in os.walk(tmp_path / "c") for n in dirs + files}
+  assert modes == {"blobs": 0o755, "blobs/a.bin": 0o644,
+                   "blobs/a.bin.lock": 0o644, "manifest.json": 0o644,
+                   "manifest.json.lock": 0o644}, modes
+  assert os.path.basename(path) == "a.bin"
+
+
+def test_offline_message_for_a_corrupted_cached_file(tmp_path, server):
+  reg = make_registry(tmp_path, [blob("a.bin", GOOD)])
+  server.routes["/a.bin"] = ("ok", GOOD)
+  path = pretrained.download("a.bin", tmp_path / "c", server.url,
+                             registry=reg, **FAST)
+  with open(path, "r+b") as f:
+    f.write(b"corrupt")
+  with pytest.raises(pretrained.ChecksumError) as info:
+    pretrained.download("a.bin", tmp_path / "c", offline=True, registry=reg)
+  msg = str(info.value)
+  assert "is cached but its sha256" in msg
+  assert f"(at {path}); delete it, then run `bin/download blobs" in msg, msg
+  assert "delete it and" not in msg
+
+
+def test_garbage_metagraph_names_the_url_it_came_from(tmp_path, server):
+  model = {"name": "m", "file": "m.metagraph",
+           "url": "https://example.invalid/m.metagraph", "sha256": None}
+  reg = make_registry(tmp_path, [], models=[model])
+  server.routes["/m.metagraph"] = ("ok", b"<html>Not a model</html>" * 50)
+  with pytest.raises(ValueError) as info:
+    pretrained.download("m", tmp_path / "c", server.url, registry=reg, **FAST)
+  assert f"(from {server.url}/m.metagraph)" in str(info.value)
+  assert "example.invalid" not in str(info.value)

@@ -15,7 +15,11 @@ first-seen (manifest) hash and, for models, it parsed as a tfci MetaGraphDef:
 it is written to a temporary `.<file>.*.part` in the same folder and renamed
 (atomic on POSIX). Two processes fetching the same file serialise on
 `<file>.lock`; the second finds the verified file and does not download it
-again. Only the standard library (urllib) is used for HTTP.
+again. Reading a cached file whose sha256 matches the pinned or recorded hash
+takes no lock and writes nothing, so a populated cache works on a read-only
+filesystem (or copied from another machine). Files and folders get the usual
+permissions (0666/0777 minus the umask), so a cache can be shared. Only the
+standard library (urllib) is used for HTTP.
 """
 
 import contextlib
@@ -84,7 +88,7 @@ def _file_lock(path):
   """Exclusive advisory lock on `path` (flock: works across processes and
   across threads that open the file separately)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # minus the umask
   try:
     if fcntl is not None:
       fcntl.flock(fd, fcntl.LOCK_EX)
@@ -159,6 +163,7 @@ def _download_once(url, directory, file, timeout, progress):
     h = hashlib.sha256()
     size = 0
     try:
+      _io.chmod_as_created(fd)
       with os.fdopen(fd, "wb") as f, tqdm(
           total=length, unit="B", unit_scale=True, desc=file, leave=False,
           disable=not progress) as bar:
@@ -186,11 +191,27 @@ def _download_once(url, directory, file, timeout, progress):
   return tmp, h.hexdigest(), size
 
 
-def _offline_message(art, dest, root, problem):
-  how = (f"run `bin/download {'models' if art.kind == 'model' else art.kind}"
+def _offline_message(art, dest, root, problem, delete_first=False):
+  how = (f"{'delete it, then ' if delete_first else ''}run `bin/download "
+         f"{'models' if art.kind == 'model' else art.kind}"
          f"{' ' + art.name if art.kind == 'model' else ''} --cache_dir {root}` "
          f"while online, or copy {art.url} to {dest}")
-  return f"offline mode: {art.relpath} {problem} (expected at {dest}); {how}."
+  return f"offline mode: {art.relpath} {problem} (at {dest}); {how}."
+
+
+def _expected_hash(art, root):
+  """(sha256 the cached file must have or None, where that hash comes from).
+  Reads the manifest without a lock: it is only ever replaced atomically."""
+  if art.sha256:
+    return art.sha256, "pinned in the registry"
+  recorded = read_manifest(root)["files"].get(art.relpath) or {}
+  return recorded.get("sha256"), "first seen, recorded in the cache manifest"
+
+
+def _cached_mismatch(art, dest, root, digest, expected, source):
+  return ChecksumError(_offline_message(
+      art, dest, root, f"is cached but its sha256 {digest} differs from "
+      f"{expected} ({source})", delete_first=True))
 
 
 def fetch(art: registry_lib.Artifact, cache_dir: Optional[str] = None,
@@ -230,15 +251,20 @@ def fetch(art: registry_lib.Artifact, cache_dir: Optional[str] = None,
   root = resolve_cache_dir(cache_dir)
   dest = os.path.join(root, art.subdir, art.file)
   directory = os.path.dirname(dest)
+  # Checked before any lock or directory is created: reading a verified
+  # file, and offline mode, never write (read-only caches work).
   if offline and not os.path.exists(dest):
-    # Checked before any lock or directory is created: offline is read-only.
     raise OfflineError(_offline_message(art, dest, root, "is not in the cache"))
+  expected, source = _expected_hash(art, root)
+  if expected is not None and os.path.exists(dest):
+    digest = sha256_file(dest)
+    if digest == expected:
+      return dest
+    if offline:
+      raise _cached_mismatch(art, dest, root, digest, expected, source)
   os.makedirs(directory, exist_ok=True)
   with _file_lock(dest + ".lock"):
-    recorded = read_manifest(root)["files"].get(art.relpath)
-    expected = art.sha256 or (recorded or {}).get("sha256")
-    source = "pinned in the registry" if art.sha256 else (
-        "first seen, recorded in the cache manifest")
+    expected, source = _expected_hash(art, root)
     if os.path.exists(dest):
       digest = sha256_file(dest)
       if expected is None:
@@ -247,9 +273,7 @@ def fetch(art: registry_lib.Artifact, cache_dir: Optional[str] = None,
       if digest == expected:
         return dest
       if offline:
-        raise ChecksumError(_offline_message(
-            art, dest, root, f"is cached but its sha256 {digest} differs from "
-            f"{expected} ({source}); delete it and"))
+        raise _cached_mismatch(art, dest, root, digest, expected, source)
       logging.warning("cached %s has sha256 %s, expected %s (%s): fetching "
                       "it again", dest, digest, expected, source)
       os.remove(dest)
@@ -286,10 +310,12 @@ def fetch(art: registry_lib.Artifact, cache_dir: Optional[str] = None,
   return dest
 
 
-def _validator(art):
+def _validator(art, url):
+  """Checks a downloaded model parses; errors name `url`, where it came
+  from (the registry URL, or the one --url_prefix made)."""
   if art.kind == "model" and art.file.endswith(".metagraph"):
     from tfc_perception.pretrained import tfci  # pylint: disable=g-import-not-at-top
-    return lambda path: tfci.read_metagraph(path, source=art.url)
+    return lambda path: tfci.read_metagraph(path, source=url)
   return None
 
 
@@ -329,7 +355,8 @@ def download(name: str, cache_dir: Optional[str] = None,
     return download_dataset(name, cache_dir, url_prefix, offline,
                             registry=reg, **kwargs)
   art = reg.get(name)
-  return fetch(art, cache_dir, url_prefix, offline, validate=_validator(art),
+  return fetch(art, cache_dir, url_prefix, offline,
+               validate=_validator(art, art.url_with_prefix(url_prefix)),
                **kwargs)
 
 
