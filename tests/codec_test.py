@@ -157,3 +157,35 @@ def test_pretrained_tfci_models_write_tfci_files(saved, tmp_path):
                                 a.reconstruct(_image(32, 48)[None])[0])
   with pytest.raises(FileNotFoundError, match="pretrained model name"):
     codec.resolve_model(str(tmp_path / "nothing-here"))
+
+
+def test_outputs_never_replace_the_input_or_unasked_files(saved, tmp_path):
+  """Issue 12: `codec compress IMG IMG` overwrote the source image."""
+  root, a, _ = saved
+  png = tmp_path / "in.png"
+  png.write_bytes(tf.io.encode_png(_image(40, 50)).numpy())
+  original = png.read_bytes()
+  os.link(png, tmp_path / "hardlink.png")
+  for out in (png, tmp_path / "hardlink.png", root / "a" / "x.tfcp"):
+    with pytest.raises(ValueError, match="input|inside the input"):
+      codec.compress_file(root / "a", png, out, overwrite=True)
+  codec.compress_file(a, png, tmp_path / "c.tfcp")
+  with pytest.raises(ValueError, match="is the input"):
+    codec.decompress_file(a, tmp_path / "c.tfcp", tmp_path / "c.tfcp",
+                          overwrite=True)
+  # A decoded image written over the original would replace it with a lossy
+  # copy: an existing output needs overwrite=True.
+  with pytest.raises(ValueError, match="exists .*overwrite"):
+    codec.decompress_file(a, tmp_path / "c.tfcp", tmp_path / "hardlink.png")
+  with pytest.raises(ValueError, match="exists .*overwrite"):
+    codec.compress_file(a, png, tmp_path / "c.tfcp")
+  assert png.read_bytes() == original
+  codec.decompress_file(a, tmp_path / "c.tfcp", tmp_path / "d.png")
+  codec.decompress_file(a, tmp_path / "c.tfcp", tmp_path / "d.png",
+                        overwrite=True)
+  out = _codec("compress", root / "a", png, png)
+  assert out.returncode == 1
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "is the input INPUT" in last, last
+  assert "Traceback" not in out.stderr
+  assert png.read_bytes() == original

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tfc_perception.data import image_io
 from tfc_perception.data import images
 
 
@@ -137,8 +138,37 @@ def test_all_images_too_small(tmp_path):
 
 def test_unreadable_image(tmp_path):
   (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-  with pytest.raises(OSError, match="cannot read image"):
+  with pytest.raises(ValueError, match="broken.png: cannot read the image"):
     images.random_crops(str(tmp_path), 8, 1)
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_truncated_images_are_named_before_any_decoding(tmp_path, ext):
+  """Issue 12: a truncated file (header intact) is found when the file list
+  is built, with its name, not mid-epoch as 'Invalid PNG data'."""
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    _write(str(tmp_path / f"{i}.{ext}"),
+           rng.integers(0, 256, [40, 40, 3]).astype(np.uint8))
+  full = (tmp_path / f"1.{ext}").read_bytes()
+  (tmp_path / f"1.{ext}").write_bytes(full[:len(full) // 2])
+  with pytest.raises(ValueError, match=rf"1 of 3 image files cannot be used "
+                     rf"for training: .*1\.{ext} is truncated"):
+    images.random_crops(str(tmp_path), 8, 1)
+  with pytest.raises(ValueError, match=rf"1\.{ext} is truncated"):
+    images.center_crops(str(tmp_path), 8, 1)
+
+
+def test_the_completeness_check_accepts_the_shared_images():
+  """No false alarms on real files (Kodak PNGs, CIFAR-10 JPEGs)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  from conftest import shared_path  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(shared_path("kodak"), "*.png")))
+  files += sorted(glob.glob(os.path.join(
+      shared_path("cifar10-test-jpeg"), "test", "*", "*.jpg")))[::10]
+  assert len(files) >= 1000
+  for f in files:
+    image_io.check_complete(f)
 
 
 @pytest.mark.parametrize("kwargs", [dict(patchsize=0), dict(batch_size=0),

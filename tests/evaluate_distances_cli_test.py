@@ -98,6 +98,45 @@ class EvaluatePairsTest(tf.test.TestCase):
     df = pairs.evaluate_pairs(*args, max_val=1.0, progress=False)
     self.assertAllClose(df["mse"], [np.mean((0.1 * a) ** 2)], rtol=1e-5)
 
+  def test_an_8bit_image_and_a_float_array_share_max_val(self):
+    """Issue 12: max_val applies to both sides (it came from the reference's
+    dtype only, so '--max_val' seemed ignored)."""
+    root = self.get_temp_dir()
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)
+    y = np.clip(x / 255.0 + rng.normal(0, 0.02, x.shape), 0, 1).astype(
+        np.float32)
+    Image.fromarray(x).save(os.path.join(root, "x.png"))
+    np.save(os.path.join(root, "y.npy"), y)
+    for a, b in [("x.png", "y.npy"), ("y.npy", "x.png")]:
+      args = (os.path.join(root, a), os.path.join(root, b), ["mse", "psnr"])
+      with self.assertRaisesRegex(ValueError, r"x.png is an 8-bit image and "
+                                  r".*y.npy holds float32 values; give max_val"):
+        pairs.evaluate_pairs(*args, progress=False)
+      df = pairs.evaluate_pairs(*args, max_val=1.0, progress=False)
+      expected = np.mean((x / 255.0 - y) ** 2)
+      self.assertAllClose(df["mse"], [expected], rtol=1e-4)
+      self.assertAllClose(df["psnr"], [10 * np.log10(1 / expected)],
+                          rtol=1e-4)
+
+  def test_outputs_never_replace_inputs_or_unasked_files(self):
+    root = self.get_temp_dir()
+    ref, dist, _ = _write_pairs(root, n=1, size=(70, 70))
+    image = os.path.join(dist, "img0.png")
+    before = open(image, "rb").read()
+    for output in (image, os.path.join(ref, "t.csv")):
+      with self.assertRaisesRegex(ValueError, "input"):
+        pairs.evaluate_pairs(ref, dist, ["psnr"], output=output,
+                             progress=False)
+    self.assertEqual(open(image, "rb").read(), before)
+    out = os.path.join(root, "t.csv")
+    pairs.evaluate_pairs(ref, dist, ["psnr"], output=out, progress=False)
+    with self.assertRaisesRegex(ValueError, "exists .*overwrite"):
+      pairs.evaluate_pairs(ref, dist, ["psnr"], output=out, progress=False)
+    pairs.evaluate_pairs(ref, dist, ["mse"], output=out, overwrite=True,
+                         progress=False)
+    self.assertIn("mse", pd.read_csv(out).columns)
+
   def test_bad_arguments(self):
     root = self.get_temp_dir()
     ref, dist, _ = _write_pairs(root, n=1, size=(70, 70))

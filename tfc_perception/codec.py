@@ -225,26 +225,16 @@ def _unpack(payload: bytes, dtypes):
 
 
 def read_image(path) -> np.ndarray:
-  """Reads a PNG/JPEG/BMP/GIF image as uint8 [H, W, 3].
+  """Reads an 8-bit RGB image file as uint8 [H, W, 3]
+  (`tfc_perception.data.image_io.read_image`: opaque alpha is dropped,
+  transparency is refused).
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: not a decodable image, or not 3 channels (RGB).
+    ValueError: not a decodable 8-bit image, transparency, or not RGB.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no such image file: {path}")
-  with open(path, "rb") as f:
-    data = f.read()
-  try:
-    image = tf.io.decode_image(data, expand_animations=False).numpy()
-  except tf.errors.OpError:
-    raise ValueError(f"{path} is not a readable image (PNG, JPEG, BMP or "
-                     "GIF).") from None
-  if image.dtype != np.uint8:
-    raise ValueError(f"{path} has {image.dtype} samples; 8-bit images are "
-                     "accepted.")
+  from tfc_perception.data import image_io  # pylint: disable=g-import-not-at-top
+  image = image_io.read_image(path, keep_grey=True)
   if image.shape[-1] != 3:
     raise ValueError(f"{path} has {image.shape[-1]} channel(s); the models "
                      "code RGB images (3 channels): convert it first.")
@@ -284,7 +274,16 @@ def _is_tfci(model) -> bool:
       model, "compress_to_file") and hasattr(model, "decompress_file")
 
 
-def compress_file(model, input_path, output_path) -> dict:
+def _check_paths(model, input_path, output_path, overwrite):
+  """The output is never the input, nor inside a model folder; an existing
+  output is replaced only with `overwrite`."""
+  model_path = model if isinstance(model, (str, os.PathLike)) else None
+  _io.check_output_path(output_path, {"INPUT": input_path, "MODEL": model_path},
+                        "OUTPUT", overwrite=overwrite)
+
+
+def compress_file(model, input_path, output_path,
+                  overwrite: bool = False) -> dict:
   """Compresses an image file into `output_path` (written atomically).
 
   Args:
@@ -292,14 +291,18 @@ def compress_file(model, input_path, output_path) -> dict:
       (name or .metagraph; then the file is tfc's .tfci format, readable by
       tfc's tfci.py).
     input_path: PNG/JPEG/... RGB image.
-    output_path: destination of the compressed file.
+    output_path: destination of the compressed file: never the input or
+      inside the model, and not an existing file unless `overwrite`.
+    overwrite: replace an existing `output_path`.
 
   Returns:
     dict(bytes, bits_per_pixel, height, width, header_bytes).
 
   Raises:
-    FileNotFoundError, ValueError: see read_image, resolve_model, encode.
+    FileNotFoundError, ValueError: see read_image, resolve_model, encode;
+      or `output_path` may not be written.
   """
+  _check_paths(model, input_path, output_path, overwrite)
   model = resolve_model(model)
   image = read_image(input_path)
   h, w = image.shape[:2]
@@ -314,16 +317,27 @@ def compress_file(model, input_path, output_path) -> dict:
           "header_bytes": read_header(data)["header_bytes"]}
 
 
-def decompress_file(model, input_path, output_path) -> dict:
+def decompress_file(model, input_path, output_path,
+                    overwrite: bool = False) -> dict:
   """Decompresses a file made by compress_file into a PNG (atomically).
+
+  Args:
+    model: as for `compress_file`: the model that compressed the file.
+    input_path: the compressed file.
+    output_path: the PNG to write: never the input or inside the model, and
+      not an existing file unless `overwrite` (a decoded image written over
+      the original would replace it with a lossy copy).
+    overwrite: replace an existing `output_path`.
 
   Returns:
     dict(height, width).
 
   Raises:
-    FileNotFoundError, ValueError: missing input, or see decode.
+    FileNotFoundError, ValueError: missing input, see decode, or
+      `output_path` may not be written.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  _check_paths(model, input_path, output_path, overwrite)
   model = resolve_model(model)
   input_path = os.fspath(input_path)
   if not os.path.isfile(input_path):

@@ -17,6 +17,8 @@ import sys
 from absl import flags
 
 FLAGS = flags.FLAGS
+flags.DEFINE_bool("overwrite", False, "Replace an existing OUTPUT file (never "
+                  "the INPUT: that is always refused).")
 
 _USAGE = ("usage: codec compress|decompress MODEL INPUT OUTPUT (MODEL: a "
           "directory written by save_model / bin/train --export, or a "
@@ -34,12 +36,14 @@ def main(argv):
   from tfc_perception import codec  # pylint: disable=g-import-not-at-top
   model, src, dst = args
   if command == "compress":
-    stats = codec.compress_file(model, src, dst)
+    stats = codec.compress_file(model, src, dst,
+                                overwrite=FLAGS.overwrite)
     print(f"{dst}: {stats['bytes']} bytes, {stats['bits_per_pixel']:.4f} bpp "
           f"({stats['width']}x{stats['height']}"
           + (f", header {stats['header_bytes']} bytes)"
              if stats["header_bytes"] is not None else ", .tfci)"))
   else:
-    stats = codec.decompress_file(model, src, dst)
+    stats = codec.decompress_file(model, src, dst,
+                                  overwrite=FLAGS.overwrite)
     print(f"{dst}: {stats['width']}x{stats['height']} PNG")
   sys.stdout.flush()

@@ -25,8 +25,11 @@ flags.DEFINE_integer("nlpd_levels", 6, "NLPD pyramid levels (6 needs >= 65 "
 flags.DEFINE_integer("msssim_scales", None, "MS-SSIM scales (default 5, which "
                      "needs >= 161 px per side).")
 flags.DEFINE_float("max_val", None, "Peak value of float .npy images "
-                   "(ignored for 8-bit image files).")
-flags.DEFINE_string("output", None, "CSV file to write (optional).")
+                   "(unused when both images are 8-bit; an 8-bit image "
+                   "paired with a float one is scaled to [0, max_val]).")
+flags.DEFINE_string("output", None, "CSV file to write (optional; never an "
+                    "input image).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
 
 
 def main(argv):
@@ -38,7 +41,7 @@ def main(argv):
       FLAGS.reference, FLAGS.distorted, FLAGS.distances,
       max_val=FLAGS.max_val, nlpd_variant=FLAGS.nlpd_variant,
       nlpd_levels=FLAGS.nlpd_levels, msssim_scales=FLAGS.msssim_scales,
-      output=FLAGS.output)
+      output=FLAGS.output, overwrite=FLAGS.overwrite)
   with pd.option_context("display.float_format", "{:.6g}".format,
                          "display.width", 200):
     print(df.drop(columns=["reference", "distorted"]).to_string(index=False))

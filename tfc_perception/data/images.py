@@ -8,8 +8,10 @@ noise. This module builds both as `tf.data` pipelines of uint8 NHWC batches:
 - `list_images(spec)`: a folder (searched recursively), a glob pattern or a
   list of files -> the sorted list of image files (.png, .jpg, .jpeg, .bmp,
   .gif). No images is a `FileNotFoundError`.
-- `select_images(files, patchsize)`: reads only the image headers (Pillow);
-  images with another channel count than RGB's 3 are an error naming them;
+- `select_images(files, patchsize)`: reads only the image headers and file
+  ends (Pillow, `image_io.check_complete`), before any training: unreadable
+  or truncated files, and images with another channel count than RGB's 3,
+  are an error naming them (training fails early rather than mid-epoch);
   images smaller than the crop are skipped with ONE warning that says how
   many; none left is an error.
 - `random_crops(spec, patchsize, batch_size, seed, start_step)`: an endless
@@ -32,6 +34,7 @@ from typing import List, Sequence, Tuple, Union
 
 import tensorflow as tf
 
+from tfc_perception.data import image_io
 from tfc_perception.data.sources import step_seed
 
 __all__ = [
@@ -100,15 +103,14 @@ def list_images(spec: Union[str, os.PathLike, Sequence[str]]) -> List[str]:
 
 
 def _image_info(path: str) -> Tuple[int, int, int, str]:
-  """(height, width, channels, mode) from the image header (Pillow)."""
+  """(height, width, channels, mode) from the image header (Pillow), after
+  `image_io.check_complete` (ImageFileError naming the file)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  try:
-    with Image.open(path) as img:
-      width, height = img.size
-      mode = img.mode
-      channels = 3 if mode in _RGB_MODES else len(img.getbands())
-  except Exception as e:  # pylint: disable=broad-except
-    raise OSError(f"cannot read image {path!r}: {e}") from e
+  image_io.check_complete(path)
+  with Image.open(path) as img:
+    width, height = img.size
+    mode = img.mode
+    channels = 3 if mode in _RGB_MODES else len(img.getbands())
   return height, width, channels, mode
 
 
@@ -127,12 +129,22 @@ def select_images(files: Sequence[str], patchsize: int,
     The files that can be cropped, in the given order.
 
   Raises:
-    ValueError: some image has another channel count (the message names up to
-      three of them), or every image is smaller than the crop.
-    OSError: an image cannot be read.
+    ValueError: some images are unreadable or truncated, or have another
+      channel count (the message counts them and names up to three), or
+      every image is smaller than the crop.
   """
   patchsize = _check_int(patchsize, "patchsize", 1)
-  infos = [(f,) + _image_info(f) for f in files]
+  infos, broken = [], []
+  for f in files:
+    try:
+      infos.append((f,) + _image_info(f))
+    except image_io.ImageFileError as e:
+      broken.append(str(e))
+  if broken:
+    raise ValueError(
+        f"{len(broken)} of {len(files)} image files cannot be used for "
+        f"training: {'; '.join(broken[:3])}"
+        f"{'; ...' if len(broken) > 3 else ''}")
   wrong = [(f, c, m) for f, _, _, c, m in infos if c != channels]
   if wrong:
     examples = ", ".join(f"{os.path.basename(f)} ({c} channel(s), mode {m})"

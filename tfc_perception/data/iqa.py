@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from tfc_perception.data.image_io import read_image  # noqa: F401  (re-exported: the one image reader)
+
 __all__ = ["TID2013_DISTORTIONS", "IQADataset", "load_tid2013",
            "load_score_csv", "read_image", "SCORE_HIGHER_IS_BETTER"]
 
@@ -104,24 +106,6 @@ class IQADataset:
   def references(self) -> List[str]:
     """Sorted unique reference image paths."""
     return sorted(set(self.pairs["reference_path"].dropna()))
-
-
-def read_image(path) -> np.ndarray:
-  """Reads an image file as uint8 RGB [H, W, 3] (Pillow).
-
-  Raises:
-    FileNotFoundError: the file does not exist.
-    ValueError: the file is not a readable image.
-  """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"image not found: {path}")
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert("RGB"), dtype=np.uint8)
-  except OSError as e:
-    raise ValueError(f"cannot read image {path}: {e}") from e
 
 
 class _CaseInsensitiveResolver:

@@ -19,32 +19,23 @@ IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm",
 def load_image(path: str) -> np.ndarray:
   """Reads an image file as an [H, W, C] array.
 
-  8-bit image files (PNG, BMP, JPEG, TIFF, PPM/PGM) give uint8 with 1
-  (greyscale) or 3 channels (palette and RGBA images are converted to RGB,
-  alpha dropped). .npy files are returned as stored ([H, W] gets a channel
-  axis); float arrays then need `max_val`.
+  8-bit image files give uint8 with 1 (greyscale) or 3 channels
+  (`tfc_perception.data.image_io.read_image`: palette images are converted to
+  RGB, opaque alpha is dropped, transparency is refused, as in bin/codec).
+  .npy files are returned as stored ([H, W] gets a channel axis); float
+  arrays then need `max_val`.
 
   Raises:
     FileNotFoundError: missing file.
-    ValueError: unreadable file, or an image mode other than 8-bit.
+    ValueError: unreadable file, transparency, or not 8-bit.
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"image not found: {path}")
   if path.lower().endswith(".npy"):
     array = np.load(path, allow_pickle=False)
     return array[..., None] if array.ndim == 2 else array
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  try:
-    with Image.open(path) as img:
-      if img.mode == "L":
-        return np.array(img)[..., None]
-      if img.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
-        return np.array(img.convert("RGB"))
-      raise ValueError(f"{path}: image mode {img.mode!r} is not supported; "
-                       "accepted: 8-bit greyscale or colour (L, RGB, RGBA, "
-                       "P), or .npy arrays.")
-  except OSError as e:
-    raise ValueError(f"{path}: cannot read the image ({e}).") from e
+  from tfc_perception.data import image_io  # pylint: disable=g-import-not-at-top
+  return image_io.read_image(path, keep_grey=True)
 
 
 def match_pairs(reference: str, distorted: str
@@ -97,6 +88,30 @@ def match_pairs(reference: str, distorted: str
   return pairs, unmatched
 
 
+def _same_scale(x, y, max_val, name, ref_path, dist_path):
+  """(x, y, max_val for the distances) with both images in one scale.
+
+  Two 8-bit images: as they are (peak 255; `max_val` is not used). An 8-bit
+  image with a float one: `max_val` (the float image's peak) is required and
+  the 8-bit image is scaled to [0, max_val]. Two float images: `max_val`.
+  """
+  eight_bit = [a.dtype == np.uint8 for a in (x, y)]
+  if all(eight_bit):
+    return x, y, None
+  if any(eight_bit):
+    if max_val is None:
+      which = ref_path if eight_bit[0] else dist_path
+      other = dist_path if eight_bit[0] else ref_path
+      raise ValueError(
+          f"{name}: {which} is an 8-bit image and {other} holds "
+          f"{(y if eight_bit[0] else x).dtype} values; give max_val "
+          "(--max_val), the peak value of the float image, to compare them "
+          "(the 8-bit image is then scaled to [0, max_val]).")
+    x, y = (a.astype(np.float32) * np.float32(max_val / 255.0)
+            if a.dtype == np.uint8 else a for a in (x, y))
+  return x, y, max_val
+
+
 def evaluate_pairs(reference: str, distorted: str,
                    names: Sequence[str] = PAIR_DISTANCES,
                    max_val: Optional[float] = None,
@@ -104,7 +119,8 @@ def evaluate_pairs(reference: str, distorted: str,
                    nlpd_levels: int = 6,
                    msssim_scales: Optional[int] = None,
                    output: Optional[str] = None,
-                   progress: bool = True):
+                   progress: bool = True,
+                   overwrite: bool = False):
   """Computes distances between image pairs (files, or folders matched by
   name) and optionally writes them as CSV.
 
@@ -114,12 +130,16 @@ def evaluate_pairs(reference: str, distorted: str,
     names: distances among PAIR_DISTANCES ("psnr" in dB, "mse" in the units
       of the images (0-255 for 8-bit files), "msssim" (tf.image.
       ssim_multiscale), "nlpd").
-    max_val: peak value for float .npy images (ignored for 8-bit files).
+    max_val: peak value for float .npy images (ignored when both images of
+      a pair are 8-bit files; an 8-bit image paired with a float one is
+      scaled to [0, max_val]).
     nlpd_variant: "laparra2016" or "laparra2017".
     nlpd_levels: NLPD pyramid levels.
     msssim_scales: MS-SSIM scales (None: 5, which needs >= 161 px).
-    output: CSV path (written atomically), or None.
+    output: CSV path (written atomically), or None. Never an input image or
+      inside an input folder; an existing file only with `overwrite`.
     progress: show a tqdm progress bar for several pairs.
+    overwrite: replace an existing `output`.
 
   Returns:
     pandas.DataFrame with columns name, reference, distorted, height, width
@@ -143,6 +163,9 @@ def evaluate_pairs(reference: str, distorted: str,
   _validation.check_choice(nlpd_variant, "NLPD variant",
                            distances.nlpd_module.VARIANTS)
   pairs, unmatched = match_pairs(reference, distorted)
+  _io.check_output_path(output, {"--reference": reference,
+                                 "--distorted": distorted}, "--output",
+                        overwrite=overwrite)
   fns = {
       "psnr": lambda x, y, m: distances.psnr(x, y, m),
       "mse": lambda x, y, m: distances.mse(x, y, m),
@@ -154,9 +177,10 @@ def evaluate_pairs(reference: str, distorted: str,
   rows: List[Dict] = []
   for name, ref_path, dist_path in tqdm.tqdm(
       pairs, desc="pairs", disable=not progress or len(pairs) < 2):
-    x, y = load_image(ref_path), load_image(dist_path)
+    x, y, m = _same_scale(load_image(ref_path), load_image(dist_path),
+                          max_val, name, ref_path, dist_path)
     if x.shape != y.shape:
-      if x.shape[:2] == y.shape[:2] and x.dtype == y.dtype == np.uint8:
+      if x.shape[:2] == y.shape[:2] and {x.shape[-1], y.shape[-1]} == {1, 3}:
         # Greyscale vs colour: compare both as RGB.
         x, y = (np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a
                 for a in (x, y))
@@ -164,7 +188,6 @@ def evaluate_pairs(reference: str, distorted: str,
         raise ValueError(f"{name}: the reference {ref_path} is {x.shape} and "
                          f"the distorted image {dist_path} is {y.shape}; "
                          "pairs must have the same size.")
-    m = None if x.dtype == np.uint8 else max_val
     row = {"name": name, "reference": ref_path, "distorted": dist_path,
            "height": x.shape[0], "width": x.shape[1]}
     for n in names:

@@ -45,6 +45,7 @@ import numpy as np
 
 from tfc_perception import _io
 from tfc_perception import stats
+from tfc_perception.data import image_io
 from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
@@ -132,7 +133,7 @@ class _Images:
     if path not in self._arrays:
       if len(self._arrays) >= self._keep:
         self._arrays.pop(next(iter(self._arrays)))
-      self._arrays[path] = iqa_data.read_image(path)
+      self._arrays[path] = image_io.read_image(path)
     return self._arrays[path]
 
 
@@ -466,7 +467,8 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
 
   Args:
     dataset: an IQADataset (`load_dataset`, `tfc_perception.data.iqa`).
-    output_dir: where the CSV/JSON/PNG/manifest go (created).
+    output_dir: where the CSV/JSON/PNG/manifest go (created; not inside
+      the dataset root).
     models: model specs (names, ranges "name-1..8", paths), see
       `tfc_perception.evaluation._models`; may be None if only baselines.
     loaded_models: extra (name, model) pairs already in memory.
@@ -503,6 +505,7 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   names = parse_distances(distances)
   if not isinstance(dataset, iqa_data.IQADataset):
     raise TypeError("dataset must be an IQADataset (see load_dataset).")
+  _io.check_output_path(output_dir, {"--root": dataset.root}, "--output")
   from tfc_perception import _validation  # pylint: disable=g-import-not-at-top
   _validation.check_choice(latent, "latent", ("unquantized", "quantized"))
   _validation.check_choice(figure_metric, "figure_metric", FIGURE_METRICS)

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from tfc_perception import _io
+from tfc_perception.data import image_io
 from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
@@ -167,7 +168,7 @@ def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
 
   Args:
     data: image folder (e.g. Kodak), glob or file.
-    output_dir: output folder (created).
+    output_dir: output folder (created; not the image folder or inside it).
     models: model specs (names, ranges "name-1..8", paths).
     loaded_models: extra (name, model) pairs already in memory.
     limit: only the first N images (sorted by name).
@@ -190,6 +191,7 @@ def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   t0 = time.time()
   files = list_images(data, limit)
+  _io.check_output_path(output_dir, {"--data": data}, "--output")
   lms = _models.load_models(models or [], loaded_models)
   for lm in lms:
     for attr in ("compress", "decompress"):
@@ -203,10 +205,10 @@ def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
             disable=not progress, dynamic_ncols=True) as bar:
     for lm in lms:
       if warmup:
-        x0 = iqa_data.read_image(files[0])[None]
+        x0 = image_io.read_image(files[0])[None]
         lm.model.decompress(*lm.model.compress(x0))
       for f in files:
-        x = iqa_data.read_image(f)
+        x = image_io.read_image(f)
         bar.set_postfix_str(f"{lm.name} {os.path.basename(f)}")
         t1 = time.perf_counter()
         compressed = lm.model.compress(x[None])

@@ -89,20 +89,14 @@ def split_files(files: Sequence[str], num_eval: int, num_train: int,
 
 
 def load_images(files: Sequence[str]) -> List[np.ndarray]:
-  """Reads images as uint8 RGB arrays [H, W, 3] (Pillow).
+  """Reads images as uint8 RGB arrays [H, W, 3]
+  (`tfc_perception.data.image_io.read_image`).
 
   Raises:
     FileNotFoundError / ValueError: unreadable files (naming them).
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  out = []
-  for f in files:
-    try:
-      with Image.open(f) as im:
-        out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-    except OSError as e:
-      raise ValueError(f"cannot read image {f}: {e}") from None
-  return out
+  from tfc_perception.data import image_io  # pylint: disable=g-import-not-at-top
+  return [image_io.read_image(f) for f in files]
 
 
 def load_test_images(files: Sequence[str],
