@@ -143,8 +143,8 @@ def test_quality_levels_follow_the_paper():
     ({"quality": 3, "lmbda": 0.1}, "either quality or lmbda"),
     ({"quality": 3, "distortion": "nlpd"}, "no lambda table"),
     ({"lmbda": 0}, "lmbda"),
-    ({"distortion": "psnr"}, "Unknown distortion"),
-    ({"distortion": "density_mse"}, "density_fn"),
+    ({"distortion": "l1"}, "Unknown distortion 'l1'; accepted: mse, psnr"),
+    ({"distortion": "density_mse"}, "vectors .2-D sources. only"),
     ({"num_filters": 0}, "num_filters"),
 ])
 def test_bad_arguments(kwargs, match):

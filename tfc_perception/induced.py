@@ -30,51 +30,31 @@ import tensorflow as tf
 from tfc_perception import _validation
 
 __all__ = ["model_outputs", "distances_from_outputs", "induced_distances",
-           "VECTOR_BASES", "LATENT_MODES"]
+           "LATENT_MODES"]
 
 LATENT_MODES = ("unquantized", "quantized")
-VECTOR_BASES = ("euclidean", "squared_error", "mse")
 
 Base = Union[str, Callable]
 
 
-def _vector_base(name: str) -> Callable:
-  def euclidean(a, b):
-    return tf.sqrt(tf.reduce_sum(tf.square(a - b), axis=-1))
-
-  def squared_error(a, b):
-    return tf.reduce_sum(tf.square(a - b), axis=-1)
-
-  def mse(a, b):
-    return tf.reduce_mean(tf.square(a - b), axis=-1)
-
-  return {"euclidean": euclidean, "squared_error": squared_error,
-          "mse": mse}[name]
-
-
-def _image_base(name: str) -> Callable:
-  if name == "euclidean":
-    return lambda a, b: tf.sqrt(tf.reduce_sum(tf.square(a - b), [1, 2, 3]))
-  from tfc_perception import distances  # pylint: disable=g-import-not-at-top
-  fn = distances.get(name)
-  return lambda a, b: fn(a, b, max_val=1.0)
-
-
 def _resolve_base(base: Base, is_image: bool) -> Callable:
-  """A function (a, b) -> [N] for float inputs ([0, 1] images or vectors)."""
+  """A function (a, b) -> [N] for float inputs ([0, 1] images or vectors):
+  a metric of `tfc_perception.distances.registry` (at max_val=1 for images),
+  or the callable itself."""
   if callable(base):
     return base
   if not isinstance(base, str):
-    raise TypeError("base must be a distance name (e.g. 'mse', 'msssim', "
-                    "'nlpd', 'euclidean') or a callable (x, y) -> [batch]; got "
+    raise TypeError("base must be a metric name (e.g. 'mse', 'msssim', "
+                    "'nlpd', 'euclidean'; see tfc_perception.distances."
+                    "registry) or a callable (x, y) -> [batch]; got "
                     f"{type(base).__name__}.")
-  if not is_image:
-    _validation.check_choice(base, "base distance for vectors", VECTOR_BASES)
-    return _vector_base(base)
-  try:
-    return _image_base(base)
-  except (KeyError, ValueError) as e:
-    raise ValueError(f"Unknown base distance {base!r} for images: {e}") from e
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  metric = registry.get(base, "base distance")
+  if metric.needs_density:
+    raise ValueError(f"base distance {metric.name!r} needs the density P(x) "
+                     "of the inputs; pass it as a callable base "
+                     "(lambda a, b: ...) instead.")
+  return metric.bind(max_val=1.0, vectors=not is_image)
 
 
 def _prepare(x, name: str, max_val):
@@ -179,9 +159,10 @@ def distances_from_outputs(out1: Dict[str, np.ndarray],
   Args:
     out1, out2: `model_outputs` of x1 and x2 (same batch size); may also be
       loaded from a cache.
-    base: base distance for De, Dr, Ds: a name of `tfc_perception.distances`
-      ("mse", "psnr", "msssim", "nlpd", ...) or "euclidean" for images;
-      "euclidean", "squared_error" or "mse" for vectors; or a callable
+    base: base distance for De, Dr, Ds: a metric of
+      `tfc_perception.distances.registry` ("mse", "psnr", "msssim", "nlpd",
+      "nlpd_rgb", "euclidean", ...; for vectors those that apply to vectors:
+      "euclidean", "squared_error", "mse" = ||a - b||^2), or a callable
       (a, b) -> [N] on the float inputs.
     latent: "unquantized" (Din between y, the paper's definition) or
       "quantized" (between Q(y)).

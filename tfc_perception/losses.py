@@ -11,6 +11,10 @@ serialisable (`get_config` / `from_config`, `tf.keras.losses.serialize` /
 Images are NHWC. `y_pred` is float in [0, max_val] (nominally; it is not
 clipped). `y_true` may be float in [0, max_val] or uint8, which is converted
 to float as y_true / 255 * max_val.
+
+`get(name)` builds the loss of a metric of the one table
+(`tfc_perception.distances.registry`); the models' distortions (D of Eq. 3)
+are these losses.
 """
 
 from typing import Optional, Sequence
@@ -20,7 +24,8 @@ import tensorflow as tf
 from tfc_perception import _validation
 from tfc_perception import distances
 
-__all__ = ["MSE", "MSSSIM", "NLPD", "DensityWeightedMSE", "get"]
+__all__ = ["MSE", "PSNR", "MSSSIM", "NLPD", "SquaredError", "Euclidean",
+           "DensityWeightedMSE", "get"]
 
 _PACKAGE = "tfc_perception"
 
@@ -31,6 +36,13 @@ def _as_float_pair(y_true, y_pred, max_val: float):
   if y_true.dtype == tf.uint8:
     y_true = tf.cast(y_true, tf.float32) * (max_val / 255.0)
   return tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
+
+
+def _mean_per_example(values: tf.Tensor) -> tf.Tensor:
+  """Mean over all axes but the first -> [N]."""
+  if values.shape.rank is not None and values.shape.rank >= 2:
+    return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+  return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), 1)
 
 
 class _DistanceLoss(tf.keras.losses.Loss):
@@ -72,17 +84,66 @@ class MSE(_DistanceLoss):
 
   def call(self, y_true, y_pred):
     y_true, y_pred = _as_float_pair(y_true, y_pred, self.max_val)
-    if y_pred.shape.rank == 4:
-      value = distances.mse(y_true, y_pred, self.max_val)
-    else:
-      dims = tf.cast(tf.reduce_prod(tf.shape(y_pred)[1:]), tf.float32)
-      value = distances.squared_error(y_true, y_pred) / dims
-    return self.scale * value
+    _validation.check_same_shape(y_true, y_pred, ("y_true", "y_pred"))
+    # The same mean as distances.mse, without its check that the values lie
+    # near [0, max_val]: predictions are not clipped (a model early in
+    # training may leave the range).
+    return self.scale * _mean_per_example(tf.math.squared_difference(
+        y_true, y_pred))
 
   def get_config(self):
     config = super().get_config()
     config["scale"] = self.scale
     return config
+
+
+@tf.keras.saving.register_keras_serializable(_PACKAGE)
+class PSNR(_DistanceLoss):
+  """-PSNR per example in dB, i.e. 10·log10(MSE / max_val²), the loss form of
+  `distances.psnr` (minimising it maximises PSNR). The MSE is floored at
+  1e-10·max_val² (PSNR capped at 100 dB), so identical images give -100, not
+  -inf."""
+
+  def __init__(self, max_val: float = 1.0,
+               reduction=tf.keras.losses.Reduction.AUTO, name="psnr"):
+    """Args: max_val, reduction and name as for MSE."""
+    super().__init__(max_val, reduction, name)
+
+  def call(self, y_true, y_pred):
+    y_true, y_pred = _as_float_pair(y_true, y_pred, self.max_val)
+    _validation.check_same_shape(y_true, y_pred, ("y_true", "y_pred"))
+    err = _mean_per_example(tf.math.squared_difference(y_true, y_pred))
+    peak = self.max_val ** 2
+    return 10.0 * tf.math.log(tf.maximum(err, 1e-10 * peak) / peak) / (
+        tf.math.log(10.0))
+
+
+@tf.keras.saving.register_keras_serializable(_PACKAGE)
+class SquaredError(tf.keras.losses.Loss):
+  """||y_true - y_pred||² per example, summed over all non-batch axes
+  (`distances.squared_error`; the distortion of the 2-D models, Sec. 3)."""
+
+  def __init__(self, reduction=tf.keras.losses.Reduction.AUTO,
+               name="squared_error"):
+    super().__init__(reduction=reduction, name=name)
+
+  def call(self, y_true, y_pred):
+    return distances.squared_error(tf.cast(y_true, tf.float32),
+                                   tf.cast(y_pred, tf.float32))
+
+
+@tf.keras.saving.register_keras_serializable(_PACKAGE)
+class Euclidean(tf.keras.losses.Loss):
+  """||y_true - y_pred||₂ per example over all non-batch axes
+  (`distances.euclidean`)."""
+
+  def __init__(self, reduction=tf.keras.losses.Reduction.AUTO,
+               name="euclidean"):
+    super().__init__(reduction=reduction, name=name)
+
+  def call(self, y_true, y_pred):
+    return distances.euclidean(tf.cast(y_true, tf.float32),
+                               tf.cast(y_pred, tf.float32))
 
 
 @tf.keras.saving.register_keras_serializable(_PACKAGE)
@@ -226,22 +287,17 @@ class DensityWeightedMSE(tf.keras.losses.Loss):
     return config
 
 
-_LOSSES = {"mse": MSE, "msssim": MSSSIM, "ms_ssim": MSSSIM, "nlpd": NLPD,
-           "density_mse": DensityWeightedMSE,
-           "density_weighted_mse": DensityWeightedMSE}
-
-
 def get(name: str, **kwargs) -> tf.keras.losses.Loss:
-  """Builds a loss by name ("mse", "msssim", "nlpd", "density_mse", and
-  "inverse_density_mse" = DensityWeightedMSE(inverse=True)).
+  """Builds the loss of a registered metric (`distances.registry`): "mse",
+  "psnr" (-PSNR), "msssim" (1 - MS-SSIM), "nlpd", "nlpd_rgb", "nlpd2017",
+  "squared_error", "euclidean", "density_mse", "inverse_density_mse", or an
+  alias.
+
+  Args:
+    name: metric name (case-insensitive).
+    **kwargs: the loss's arguments (max_val, reduction, density, ...).
 
   Raises:
-    ValueError: unknown name.
+    ValueError: unknown name (listing the accepted ones) or bad arguments.
   """
-  key = str(name).strip().lower().replace("-", "_")
-  if key in ("inverse_density_mse", "inverse_density_weighted_mse"):
-    return DensityWeightedMSE(inverse=True, **kwargs)
-  if key not in _LOSSES:
-    raise ValueError(f"Unknown loss {name!r}; accepted: "
-                     f"{', '.join(sorted(_LOSSES))}, inverse_density_mse.")
-  return _LOSSES[key](**kwargs)
+  return distances.registry.get(name, "loss").loss(**kwargs)

@@ -59,7 +59,6 @@ _LOG = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
-_DENSITY_DISTORTIONS = ("density_mse", "inverse_density_mse")
 UNIFORM_NOISE = "uniform_noise"
 
 # Config entries that must not change when a run is resumed: they define the
@@ -225,7 +224,7 @@ class TrainConfig:
         self.weight_density):
       raise ValueError(f"Unknown --weight_density {self.weight_density!r}; "
                        f"accepted: {', '.join(_sources().SOURCES)}.")
-    if self.distortion in _DENSITY_DISTORTIONS:
+    if _needs_density(self.distortion):
       if image:
         raise ValueError(f"--distortion {self.distortion} needs the exact "
                          "density P(x) of the data, known only for the 2-D "
@@ -280,6 +279,11 @@ class TrainResult:
   manifest: str
   initial_epoch: int
   num_replicas: int
+
+
+def _needs_density(distortion: str) -> bool:
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  return registry.get(distortion).needs_density
 
 
 def _sources():
@@ -659,7 +663,7 @@ def train(config: Union[TrainConfig, Mapping[str, Any]],
   tf.keras.mixed_precision.set_global_policy(cfg.precision_policy)
   try:
     density = None
-    if cfg.distortion in _DENSITY_DISTORTIONS:
+    if _needs_density(cfg.distortion):
       density = _sources().density_fn(cfg.weight_density or cfg.data)
     with strategy.scope():
       try:

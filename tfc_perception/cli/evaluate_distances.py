@@ -3,6 +3,7 @@
   bin/evaluate distances --reference A.png --distorted B.png
   bin/evaluate distances --reference refs/ --distorted dists/ \
       --distances psnr,msssim,nlpd --nlpd_variant laparra2016 --output t.csv
+  bin/evaluate distances --list     # every metric: names, aliases, sizes
 
 Folders are paired by file name without extension. Prints a table; --output
 writes it as CSV (atomically). See docs/distances.md for the definitions.
@@ -11,13 +12,15 @@ writes it as CSV (atomically). See docs/distances.md for the definitions.
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("reference", None, "Reference image file or folder.",
-                    required=True)
-flags.DEFINE_string("distorted", None, "Distorted image file or folder.",
-                    required=True)
+flags.DEFINE_string("reference", None, "Reference image file or folder.")
+flags.DEFINE_string("distorted", None, "Distorted image file or folder.")
 flags.DEFINE_list("distances", ["psnr", "msssim", "nlpd"],
-                  "Distances: psnr (dB), mse (image units), msssim "
-                  "(tf.image.ssim_multiscale), nlpd.")
+                  "Metrics of the one table (see --list): psnr (dB), mse "
+                  "(image units), msssim (tf.image.ssim_multiscale), nlpd, "
+                  "nlpd_rgb, nlpd2017, euclidean, ...")
+flags.DEFINE_bool("list", False, "List every metric (name, aliases, "
+                  "orientation, what it applies to, minimum image size) and "
+                  "exit.")
 flags.DEFINE_enum("nlpd_variant", "laparra2016", ["laparra2016", "laparra2017"],
                   "NLPD definition (docs/distances.md).")
 flags.DEFINE_integer("nlpd_levels", 6, "NLPD pyramid levels (6 needs >= 65 "
@@ -36,6 +39,15 @@ def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
   import pandas as pd  # pylint: disable=g-import-not-at-top
+  if FLAGS.list:
+    from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+    table = pd.DataFrame(registry.table())
+    with pd.option_context("display.width", 250, "display.max_colwidth", 90):
+      print(table.to_string(index=False))
+    return
+  for flag in ("reference", "distorted"):
+    if not FLAGS[flag].value:
+      raise ValueError(f"--{flag} is required (or give --list).")
   from tfc_perception.distances import pairs  # pylint: disable=g-import-not-at-top
   df = pairs.evaluate_pairs(
       FLAGS.reference, FLAGS.distorted, FLAGS.distances,

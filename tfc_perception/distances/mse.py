@@ -13,7 +13,7 @@ import tensorflow as tf
 from tfc_perception import _validation
 from tfc_perception.distances import _common
 
-__all__ = ["mse", "psnr", "squared_error"]
+__all__ = ["mse", "psnr", "squared_error", "euclidean"]
 
 
 def _mse(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -89,6 +89,26 @@ def squared_error(x, y) -> tf.Tensor:
   _validation.check_same_shape(x, y)
   return tf.reduce_sum(tf.math.squared_difference(x, y),
                        axis=list(range(1, x.shape.rank)))
+
+
+def euclidean(x, y) -> tf.Tensor:
+  """Euclidean distance ||x - y||_2 per example (the paper's De, Fig. 1).
+
+  Args:
+    x: float tensor [N, D] (or [N, ...]: all axes but the first are summed).
+    y: float tensor of the same shape.
+
+  Returns:
+    float32 tensor [N], in the units of the input. The gradient at x == y is
+    0 (not NaN).
+
+  Raises:
+    ValueError: as for `squared_error`.
+  """
+  err = squared_error(x, y)
+  positive = err > 0
+  safe = tf.where(positive, err, tf.ones_like(err))
+  return tf.where(positive, tf.sqrt(safe), tf.zeros_like(err))
 
 
 def as_vectors(x, name: str) -> tf.Tensor:

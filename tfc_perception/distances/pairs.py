@@ -1,6 +1,7 @@
 """Distances between image files: one pair, or folders of pairs matched by
 file name (the library side of `bin/evaluate distances`)."""
 
+import functools
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -9,9 +10,9 @@ import numpy as np
 from tfc_perception import _io
 from tfc_perception import _validation
 
-__all__ = ["evaluate_pairs", "load_image", "match_pairs", "PAIR_DISTANCES"]
+__all__ = ["evaluate_pairs", "load_image", "match_pairs", "DEFAULT_DISTANCES"]
 
-PAIR_DISTANCES = ("psnr", "mse", "msssim", "nlpd")
+DEFAULT_DISTANCES = ("psnr", "mse", "msssim", "nlpd")
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm",
                     ".pgm", ".npy")
 
@@ -113,7 +114,7 @@ def _same_scale(x, y, max_val, name, ref_path, dist_path):
 
 
 def evaluate_pairs(reference: str, distorted: str,
-                   names: Sequence[str] = PAIR_DISTANCES,
+                   names: Sequence[str] = DEFAULT_DISTANCES,
                    max_val: Optional[float] = None,
                    nlpd_variant: str = "laparra2016",
                    nlpd_levels: int = 6,
@@ -127,14 +128,16 @@ def evaluate_pairs(reference: str, distorted: str,
   Args:
     reference: reference image file or folder.
     distorted: distorted image file or folder.
-    names: distances among PAIR_DISTANCES ("psnr" in dB, "mse" in the units
-      of the images (0-255 for 8-bit files), "msssim" (tf.image.
-      ssim_multiscale), "nlpd").
+    names: metrics of `tfc_perception.distances.registry` that apply to
+      images ("psnr" in dB, "mse" in the units of the images (0-255 for 8-bit
+      files), "msssim" (tf.image.ssim_multiscale), "nlpd", "nlpd_rgb",
+      "nlpd2017", "euclidean", ...).
     max_val: peak value for float .npy images (ignored when both images of
       a pair are 8-bit files; an 8-bit image paired with a float one is
       scaled to [0, max_val]).
-    nlpd_variant: "laparra2016" or "laparra2017".
-    nlpd_levels: NLPD pyramid levels.
+    nlpd_variant: "laparra2016" or "laparra2017", the variant of "nlpd"
+      (the other NLPD names fix their variant).
+    nlpd_levels: NLPD pyramid levels (every NLPD).
     msssim_scales: MS-SSIM scales (None: 5, which needs >= 161 px).
     output: CSV path (written atomically), or None. Never an input image or
       inside an input folder; an existing file only with `overwrite`.
@@ -143,7 +146,8 @@ def evaluate_pairs(reference: str, distorted: str,
 
   Returns:
     pandas.DataFrame with columns name, reference, distorted, height, width
-    and one column per distance (nlpd is named nlpd_<variant>);
+    and one column per distance (its canonical name; "nlpd" is named
+    nlpd_<variant>);
     `df.attrs["unmatched"]` lists distorted files without a reference.
 
   Raises:
@@ -154,26 +158,35 @@ def evaluate_pairs(reference: str, distorted: str,
   import tqdm  # pylint: disable=g-import-not-at-top
   from tfc_perception import distances  # pylint: disable=g-import-not-at-top
 
-  names = [n.strip().lower().replace("-", "_").replace("ms_ssim", "msssim")
-           for n in names if n.strip()]
+  names = [distances.registry.canonical(n, "distance") for n in names
+           if n.strip()]
   if not names:
-    raise ValueError(f"no distances given; accepted: {', '.join(PAIR_DISTANCES)}.")
-  for n in names:
-    _validation.check_choice(n, "distance", PAIR_DISTANCES)
+    raise ValueError("no distances given; accepted: "
+                     f"{', '.join(distances.registry.names(images=True))}.")
   _validation.check_choice(nlpd_variant, "NLPD variant",
                            distances.nlpd_module.VARIANTS)
+  fns, columns = {}, {}
+  for n in names:
+    metric = distances.registry.get(n)
+    metric.check_applies(vectors=False, density=False)
+    options = {}
+    if metric.family == "ms_ssim":
+      options["num_scales"] = msssim_scales
+    elif metric.family == "nlpd":
+      options["num_levels"] = nlpd_levels
+      if n == "nlpd":
+        options["variant"] = nlpd_variant
+    fn = functools.partial(metric.function, **options)
+    if metric.takes_max_val:
+      fns[n] = lambda x, y, m, fn=fn: fn(x, y, m)
+    else:  # Euclidean metrics: float, in the images' units.
+      fns[n] = lambda x, y, m, fn=fn: fn(x.astype(np.float32),
+                                         y.astype(np.float32))
+    columns[n] = f"nlpd_{nlpd_variant}" if n == "nlpd" else n
   pairs, unmatched = match_pairs(reference, distorted)
   _io.check_output_path(output, {"--reference": reference,
                                  "--distorted": distorted}, "--output",
                         overwrite=overwrite)
-  fns = {
-      "psnr": lambda x, y, m: distances.psnr(x, y, m),
-      "mse": lambda x, y, m: distances.mse(x, y, m),
-      "msssim": lambda x, y, m: distances.ms_ssim(x, y, m,
-                                                  num_scales=msssim_scales),
-      "nlpd": lambda x, y, m: distances.nlpd(x, y, m, variant=nlpd_variant,
-                                             num_levels=nlpd_levels),
-  }
   rows: List[Dict] = []
   for name, ref_path, dist_path in tqdm.tqdm(
       pairs, desc="pairs", disable=not progress or len(pairs) < 2):
@@ -191,9 +204,8 @@ def evaluate_pairs(reference: str, distorted: str,
     row = {"name": name, "reference": ref_path, "distorted": dist_path,
            "height": x.shape[0], "width": x.shape[1]}
     for n in names:
-      column = f"nlpd_{nlpd_variant}" if n == "nlpd" else n
       try:
-        row[column] = float(fns[n](x[None], y[None], m)[0])
+        row[columns[n]] = float(fns[n](x[None], y[None], m)[0])
       except ValueError as e:
         raise ValueError(f"{name}: {n}: {e}") from e
     rows.append(row)

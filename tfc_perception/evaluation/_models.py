@@ -19,7 +19,6 @@ __all__ = ["expand_model_specs", "LoadedModel", "load_models",
 
 _RANGE = re.compile(r"^(?P<prefix>.*?)(?P<lo>\d+)\.\.(?P<hi>\d+)$")
 _QUALITY = re.compile(r"^(?P<family>.+?)-(?P<q>\d+)$")
-_DISTORTION = re.compile(r"(?:^|[-_])(mse|msssim|ms-ssim|nlpd)(?:[-_]|$)")
 
 
 def expand_model_specs(specs: Union[str, Sequence[str]]) -> List[str]:
@@ -65,17 +64,36 @@ def model_family(name: str, model: Any = None) -> Tuple[str, str,
   """(family, distortion, quality) of a model, for grouping curves.
 
   The family is the name without a trailing "-<quality>"; the distortion is
-  the model's `distortion` attribute, else parsed from the name ("mse",
-  "msssim", "nlpd"), else "unknown".
+  the model's `distortion` attribute, else the metric named in the name (a
+  name or alias of `tfc_perception.distances.registry` between "-"/"_"
+  separators, e.g. "bmshj2018-factorized-msssim-3" -> "msssim"), else
+  "unknown".
   """
   m = _QUALITY.match(name)
   family, quality = (m.group("family"), int(m.group("q"))) if m else (name,
                                                                       None)
   distortion = getattr(model, "distortion", None) if model is not None else None
   if not isinstance(distortion, str) or not distortion:
-    d = _DISTORTION.search(name.lower())
-    distortion = d.group(1).replace("-", "") if d else "unknown"
+    distortion = _distortion_in_name(family)
   return family, distortion, quality
+
+
+def _distortion_in_name(name: str) -> str:
+  """The registered metric named by "-"/"_"-separated words of `name` (the
+  longest match, so "nlpd_rgb" wins over "nlpd"), or "unknown"."""
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  words = re.split(r"[-_]", name.lower())
+  best = None
+  for i in range(len(words)):
+    for j in range(len(words), i, -1):
+      for sep in ("_", "-"):
+        try:
+          metric = registry.get(sep.join(words[i:j]))
+        except ValueError:
+          continue
+        if best is None or j - i > best[0]:
+          best = (j - i, metric.name)
+  return best[1] if best else "unknown"
 
 
 class LoadedModel:

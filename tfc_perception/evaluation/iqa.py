@@ -7,7 +7,9 @@ Dr = base(x_hat1, x_hat2) and Din = ||y1 - y2|| (see `tfc_perception.induced`)
 depends on the rate and the training loss of the model. `evaluate_iqa`
 computes, for every pair of a dataset (`tfc_perception.data.iqa`):
 
-- the classic baselines between x1 and x2: psnr, msssim, nlpd (and mse, de);
+- baselines between x1 and x2: any metric of the one table
+  (`tfc_perception.distances.registry`: psnr, msssim, nlpd, nlpd_rgb,
+  nlpd2017, mse, euclidean, ...);
 - for every model: dr, din, ds (self distance of the distorted image; the
   reference's goes to the per-pair CSV as ds_ref);
 
@@ -49,40 +51,46 @@ from tfc_perception.data import image_io
 from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
-__all__ = ["BASELINES", "INDUCED", "DISTANCES", "evaluate_iqa",
-           "load_dataset", "plot_fig3", "fig3_figure", "parse_distances",
-           "FIGURE_METRICS"]
+__all__ = ["INDUCED", "evaluate_iqa", "load_dataset", "plot_fig3",
+           "fig3_figure", "parse_distances", "FIGURE_METRICS"]
 
-BASELINES = ("psnr", "msssim", "nlpd", "mse")
+# The distances a model induces (tfc_perception.induced); every other name
+# is a baseline metric of tfc_perception.distances.registry.
 INDUCED = ("dr", "din", "ds", "de")
-DISTANCES = BASELINES + INDUCED
 FIGURE_METRICS = ("srcc", "plcc", "plcc_logistic", "krcc")
-_SIMILARITIES = ("psnr", "msssim", "ms_ssim", "ssim")
 _SAVE_EVERY_S = 30.0
 
 
 def parse_distances(distances) -> List[str]:
   """Splits/validates a distance list ("psnr,msssim,nlpd,dr,din,ds").
 
+  Each name is an induced distance (dr, din, ds, de) or a metric of the one
+  table, `tfc_perception.distances.registry` (aliases resolved to canonical
+  names).
+
   Raises:
-    ValueError: empty list or unknown names.
+    ValueError: empty list or unknown names (the registry's message, plus
+      the induced distances).
   """
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
   if isinstance(distances, str):
     distances = distances.split(",")
   out = []
   for d in distances:
-    d = str(d).strip().lower().replace("-", "")
-    if d == "ms_ssim":
-      d = "msssim"
+    d = str(d).strip().lower()
     if not d:
       continue
-    if d not in DISTANCES:
-      raise ValueError(f"Unknown distance {d!r}; accepted: "
-                       f"{', '.join(DISTANCES)}.")
+    if d not in INDUCED:
+      try:
+        d = registry.canonical(d, "distance")
+      except ValueError as e:
+        raise ValueError(f"{e} Induced distances (with --models): "
+                         f"{', '.join(INDUCED)}.") from None
     if d not in out:
       out.append(d)
   if not out:
-    raise ValueError(f"no distance given; accepted: {', '.join(DISTANCES)}.")
+    raise ValueError(f"no distance given; accepted: "
+                     f"{', '.join(registry.names() + list(INDUCED))}.")
   return out
 
 
@@ -108,11 +116,14 @@ def load_dataset(dataset: str, root, scores: Optional[str] = None,
 
 
 def _lower_is_better(distance: str, base: str) -> bool:
-  if distance in ("psnr", "msssim"):
-    return False
-  if distance in ("dr", "ds", "de"):
-    return base not in _SIMILARITIES
-  return True
+  """From the registry: Dr, Ds and De take their base's orientation; Din
+  (a Euclidean norm) is a distance."""
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  if distance == "din":
+    return True
+  if distance in INDUCED:
+    return registry.get(base).lower_is_better
+  return registry.get(distance).lower_is_better
 
 
 class _Images:
@@ -235,15 +246,20 @@ def _progress(total: int, desc: str, enabled: bool):
 def _baselines(dataset, names, images, cache_dir, batch_size, progress,
                msssim_scales):
   """{name: array [n_pairs]} of model-free distances between x1 and x2."""
-  import functools  # pylint: disable=g-import-not-at-top
-  from tfc_perception import distances as dist  # pylint: disable=g-import-not-at-top
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
   pairs = dataset.pairs
   suffix = "" if msssim_scales == 5 else f"-msssim{msssim_scales}"
   cache = _PairCache(os.path.join(cache_dir, f"baselines{suffix}.json")
                      if cache_dir else None)
-  fns = {n: dist.get(n) for n in names}
-  if "msssim" in fns:
-    fns["msssim"] = functools.partial(fns["msssim"], num_scales=msssim_scales)
+  fns = {}
+  for n in names:
+    metric = registry.get(n)
+    fn = metric.bind(max_val=None, vectors=False, **(
+        {"num_scales": msssim_scales} if metric.family == "ms_ssim" else {}))
+    # uint8 images as they are for the metrics with max_val (255 implied);
+    # float (0-255 units) for the plain Euclidean ones.
+    fns[n] = fn if metric.takes_max_val else (
+        lambda a, b, fn=fn: fn(a.astype(np.float32), b.astype(np.float32)))
   values = {n: np.full(len(pairs), np.nan) for n in names}
   try:
     with _progress(len(pairs), "baselines", progress) as bar:
@@ -420,7 +436,15 @@ def fig3_figure(summary_rows: Sequence[Dict[str, Any]], metric: str = "srcc",
   induced_rows = [r for r in summary_rows if r["model"]]
   has_rate = all(np.isfinite(r["rate_bpp"]) for r in induced_rows)
   markers = {"dr": "o", "din": "s", "ds": "^", "de": "v"}
-  styles = {"mse": "-", "msssim": "--", "nlpd": ":"}
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  metric_names = registry.names()
+  line_styles = ("-", "--", ":", "-.")
+
+  def style(distortion):
+    if distortion in metric_names:
+      return line_styles[metric_names.index(distortion) % len(line_styles)]
+    return "-"
+
   groups: Dict[tuple, List[Dict[str, Any]]] = {}
   for r in induced_rows:
     groups.setdefault((r["family"], r["distance"]), []).append(r)
@@ -436,7 +460,7 @@ def fig3_figure(summary_rows: Sequence[Dict[str, Any]], metric: str = "srcc",
     yerr = (np.clip(np.vstack([ys - lo, hi - ys]), 0, None)
             if np.all(np.isfinite(lo)) else None)
     ax.errorbar(xs, ys, yerr=yerr, marker=markers.get(distance, "o"),
-                linestyle=styles.get(rows[0]["distortion"], "-"), capsize=2,
+                linestyle=style(rows[0]["distortion"]), capsize=2,
                 label=f"{family} {distance.capitalize()}")
   baseline_styles = [("k", "-."), ("0.45", "--"), ("0.3", ":"),
                      ("0.6", "-")]
@@ -472,9 +496,11 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
     models: model specs (names, ranges "name-1..8", paths), see
       `tfc_perception.evaluation._models`; may be None if only baselines.
     loaded_models: extra (name, model) pairs already in memory.
-    distances: subset of DISTANCES ("psnr", "msssim", "nlpd", "mse" between
-      x1 and x2; "dr", "din", "ds", "de" per model).
-    base: base distance of dr/ds/de (a tfc_perception.distances name).
+    distances: baselines between x1 and x2 (metrics of
+      tfc_perception.distances.registry: "psnr", "msssim", "nlpd",
+      "nlpd_rgb", "nlpd2017", "mse", "euclidean", ...) and induced distances
+      per model ("dr", "din", "ds", "de").
+    base: base distance of dr/ds/de (a metric of the registry, e.g. "mse").
     latent: "unquantized" or "quantized" latents for din.
     cache_dir: cache folder (default output_dir/cache; "" disables caching).
     cache_outputs: whether to cache latents/reconstructions per image (the
@@ -519,7 +545,7 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   if limit is not None and (not isinstance(limit, int) or limit < 1):
     raise ValueError(f"limit must be None or a positive integer, got "
                      f"{limit!r}.")
-  baseline_names = [n for n in names if n in BASELINES]
+  baseline_names = [n for n in names if n not in INDUCED]
   induced_names = [n for n in names if n in INDUCED]
   if induced_names and not (models or loaded_models):
     raise ValueError(f"distances {induced_names} need --models (names, ranges "
@@ -527,9 +553,10 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   if not induced_names and (models or loaded_models):
     raise ValueError("models were given but no induced distance (dr, din, "
                      "ds, de) was requested.")
-  if base not in ("euclidean",):
-    from tfc_perception import distances as dist  # pylint: disable=g-import-not-at-top
-    dist.get(base)  # fail early on an unknown base
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  base = registry.canonical(base, "base distance")  # fails early if unknown
+  for n in baseline_names:  # images only (no density for images)
+    registry.get(n).check_applies(vectors=False, density=False)
   pairs = dataset.pairs
   if limit is not None:
     pairs = pairs.iloc[:limit]

@@ -36,8 +36,8 @@ import numpy as np
 
 from tfc_perception import _validation
 from tfc_perception.experiments import _images
+from tfc_perception.distances import registry
 from tfc_perception.experiments import runner
-from tfc_perception.models import base
 
 __all__ = ["TestMSECallback", "run"]
 
@@ -95,8 +95,9 @@ def run(ctx: runner.RunContext) -> Dict:
   x = np.stack(_images.load_test_images(test_files, int(cfg["crop"])))
   # Which NLPD trains the "NLPD" member (see the module docstring).
   nlpd_distortion = _validation.check_choice(
-      cfg.get("nlpd_distortion", "nlpd_rgb"), "nlpd_distortion",
-      base.NLPD_DISTORTIONS)
+      registry.canonical(cfg.get("nlpd_distortion", "nlpd_rgb"),
+                         "nlpd_distortion"),
+      "nlpd_distortion", registry.names(family="nlpd"))
   seeds = [int(s) for s in cfg["seeds"]]
   if len(seeds) < 2:
     raise ValueError("seeds must list at least 2 seeds (mean and std).")

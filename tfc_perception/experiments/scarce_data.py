@@ -28,14 +28,20 @@ from typing import Dict, List
 
 import numpy as np
 
+from tfc_perception.distances import registry
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
 
 __all__ = ["num_centers_for", "run"]
 
 _DATA = ("uniform_noise", "natural")
-_LOSS_LABEL = {"mse": "MSE", "msssim": "1 − MS-SSIM", "nlpd": "NLPD (grey)",
-               "nlpd_rgb": "NLPD (RGB)", "nlpd2017": "NLPD 2017"}
+
+
+def _label(distortion: str) -> str:
+  """The registry's label of a training distortion ("1 − MS-SSIM" for the
+  similarity, whose loss it is)."""
+  metric = registry.get(distortion)
+  return metric.label if metric.lower_is_better else f"1 − {metric.label}"
 
 
 def num_centers_for(max_bpp: float, latent_channels: int) -> int:
@@ -61,9 +67,8 @@ def run(ctx: runner.RunContext) -> Dict:
   m = int(cfg["train"]["latent_channels"])
   bounds = [float(b) for b in cfg["max_bpp"]]
   for loss in cfg["distortions"]:
-    if loss not in _LOSS_LABEL:
-      raise ValueError(f"unknown distortion {loss!r}; accepted: "
-                       f"{', '.join(_LOSS_LABEL)}.")
+    registry.get(loss, "distortion").check_applies(vectors=False,
+                                                   density=False)
   for d in cfg["data"]:
     if d not in _DATA:
       raise ValueError(f"unknown data {d!r}; accepted: {', '.join(_DATA)}.")
@@ -143,7 +148,7 @@ def run(ctx: runner.RunContext) -> Dict:
         rr = [r for r in rows if r["data"] == data and r["distortion"] == loss]
         ax.plot([r["bpp"] for r in rr], [r[k] for r in rr],
                 "o-" if data == "natural" else "s--", ms=4,
-                label=f"{data}, {_LOSS_LABEL[loss]}")
+                label=f"{data}, {_label(loss)}")
     ax.set_xlabel("rate (bits per pixel, range coded)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -176,7 +181,7 @@ def _grid(ctx, plotting, original, decoded, data, bounds, losses, rows,
            and r["distortion"] == loss][0]
       ax = axes[i, j + 1]
       ax.imshow(decoded[(data, bpp, loss)])
-      ax.set_title(f"{_LOSS_LABEL[loss]}, ≤{bpp:g} bpp\nPSNR {r['psnr']:.1f} "
+      ax.set_title(f"{_label(loss)}, ≤{bpp:g} bpp\nPSNR {r['psnr']:.1f} "
                    f"dB, MS-SSIM {r['msssim']:.3f}", fontsize=7)
       ax.axis("off")
       numbers[f"{loss} ≤{bpp:g} bpp: mean PSNR, MS-SSIM, NLPD"] = [

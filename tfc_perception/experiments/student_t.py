@@ -44,9 +44,9 @@ from typing import Dict, List, Optional
 import numpy as np
 from scipy import stats
 
+from tfc_perception.distances import registry
 from tfc_perception.experiments import runner
 
-DENSITY_DISTORTIONS = ("density_mse", "inverse_density_mse")
 DISTANCES = ("de", "dr", "din", "ds")
 SENSITIVITIES = ("sens_dr", "sens_din")
 
@@ -75,7 +75,7 @@ def model_spec(cfg: Dict, lmbda: float, distortion: str = "mse",
           "distortion": distortion, "lmbda_nominal": float(lmbda),
           **{k: v for k, v in cfg["model"].items()},
           **{k: v for k, v in cfg["train"].items()}}
-  if distortion in DENSITY_DISTORTIONS:
+  if registry.get(distortion, "distortion").needs_density:
     # The weighted models must learn a warped (non-uniform) quantiser, which
     # takes longer than the near-lattice of the plain ones (at 2000 steps the
     # Fig. 13 core/outside cell-area ratio was 1.3, at 6000 steps 3.2).
@@ -124,7 +124,7 @@ def _typical_weight(how, source, weight, distortion, source_params,
 
 def _density_fn(spec):
   from tfc_perception.data import sources  # pylint: disable=g-import-not-at-top
-  if spec["distortion"] not in DENSITY_DISTORTIONS:
+  if not registry.get(spec["distortion"]).needs_density:
     return None
   prob = sources.density_fn(sources.get_source(spec["weight"],
                                                **spec["weight_params"]))

@@ -288,14 +288,15 @@ def load_model(path, density_fn=None, **overrides: Any):
     FileNotFoundError / ValueError: missing, malformed or inconsistent model
       directory (e.g. weights not matching the config).
   """
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
   from tfc_perception.models import base  # pylint: disable=g-import-not-at-top
   info = read_model_info(path)
   cls = model_class(info["model"])
   config = dict(info["config"])
   config.update(overrides)
   config.pop("seed", None)  # Weights come from the checkpoint.
-  if base.canonical_distortion(config.get("distortion", "mse")) in (
-      "density_mse", "inverse_density_mse"):
+  if registry.get(config.get("distortion", "mse"),
+                  "distortion").needs_density:
     config["density_fn"] = density_fn if density_fn is not None else (
         base._MissingDensity())  # pylint: disable=protected-access
   elif density_fn is not None:

@@ -22,7 +22,8 @@ L = R + lambda * D(x, x_hat), in `train_step`/`test_step`, so that
 model with Keras callbacks, TensorBoard and tf.distribute. The logged metrics
 are `loss`, `rate` (in `rate_unit`: bits per pixel for images, bits per sample
 for 2-D sources) and `distortion` (in the units of the chosen distortion, see
-`distortion_fn`).
+`distortion_loss`: the Keras loss of a metric of the one table,
+`tfc_perception.distances.registry`).
 
 Units (documented in docs/models.md): image models see images as floats in
 [0, 1]; their "mse" distortion is 255^2 * MSE on [0, 1] (= MSE on the 0-255
@@ -38,42 +39,19 @@ import tensorflow as tf
 
 from tfc_perception import _validation
 
-__all__ = ["CompressionModel", "DISTORTIONS", "NLPD_DISTORTIONS",
-           "distortion_fn"]
-
-# Accepted distortion names (Eq. 3) and aliases.
-# "nlpd" is laparra2016 on the rgb2gray luminance (the authors' MATLAB
-# convention: colour is not constrained); "nlpd_rgb" is laparra2016 on each
-# RGB channel; "nlpd2017" is laparra2017 (each channel, as in the authors' TF
-# implementation). See tfc_perception.distances.nlpd.
-DISTORTIONS = ("mse", "msssim", "nlpd", "nlpd_rgb", "nlpd2017", "density_mse",
-               "inverse_density_mse")
-_ALIASES = {"ms_ssim": "msssim", "ms-ssim": "msssim",
-            "nlpd_per_channel": "nlpd_rgb", "nlpd_laparra2017": "nlpd2017",
-            "density_weighted_mse": "density_mse",
-            "inverse_density_weighted_mse": "inverse_density_mse"}
-_DENSITY_DISTORTIONS = ("density_mse", "inverse_density_mse")
-# The NLPD distortions and their `distances.nlpd` options.
-_NLPD_OPTIONS = {"nlpd": {}, "nlpd_rgb": {"color": "per_channel"},
-                 "nlpd2017": {"variant": "laparra2017"}}
-NLPD_DISTORTIONS = tuple(_NLPD_OPTIONS)
+__all__ = ["CompressionModel", "canonical_distortion", "distortion_fn"]
 
 
 def canonical_distortion(name) -> str:
-  """Returns the canonical distortion name for `name` (aliases resolved).
+  """The canonical name of a distortion (a metric of
+  `tfc_perception.distances.registry`, aliases resolved).
 
   Raises:
-    ValueError: `name` is not one of DISTORTIONS (or an alias).
+    TypeError: name is not a string.
+    ValueError: unknown name (listing the accepted ones).
   """
-  if not isinstance(name, str):
-    raise TypeError(f"distortion must be a string, got {type(name).__name__}.")
-  key = name.strip().lower()
-  key = _ALIASES.get(key, key)
-  if key not in DISTORTIONS:
-    raise ValueError(
-        f"Unknown distortion {name!r}; accepted: {', '.join(DISTORTIONS)} "
-        f"(aliases: {', '.join(sorted(_ALIASES))}).")
-  return key
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  return registry.canonical(name, "distortion")
 
 
 class _MissingDensity:
@@ -88,59 +66,52 @@ class _MissingDensity:
         "compress/decompress do not need it.")
 
 
-def distortion_fn(name: str, image: bool,
-                  density_fn: Optional[Callable] = None) -> Callable:
-  """The distortion D(x, x_hat) of Eq. 3, per example, from
-  `tfc_perception.distances`.
+def distortion_loss(name: str, image: bool,
+                    density_fn: Optional[Callable] = None):
+  """The distortion D(x, x_hat) of Eq. 3: the Keras loss of the registered
+  metric `name` (`tfc_perception.distances.registry`), in the models' units.
 
   Args:
-    name: one of DISTORTIONS (or an alias).
+    name: a metric name (e.g. "mse", "msssim", "nlpd", "nlpd_rgb",
+      "nlpd2017", "density_mse"; aliases accepted).
     image: True for image models (x, x_hat NHWC floats, nominal range [0, 1]),
       False for vector sources (x, x_hat of shape [N, D]).
     density_fn: callable x -> P(x) of shape [N]; required for the density
       weighted distortions (Fig. 12: P(x)*||x - x_hat||^2 and its inverse).
 
   Returns:
-    A function (x, x_hat) -> float32 tensor [N]. Units: for images "mse" is
-    255^2 * MSE on [0, 1] (i.e. MSE on the 0-255 scale), "msssim" is
-    1 - MS-SSIM, "nlpd" is NLPD (laparra2016, grey levels) at max_val=1,
-    "nlpd_rgb" the same per RGB channel (averaged), "nlpd2017" laparra2017
-    per channel; for vectors "mse" is the squared
-    Euclidean distance ||x - x_hat||^2 (sum over D), the density ones multiply
-    / divide it by P(x).
+    A `tf.keras.losses.Loss`; its `call(x, x_hat)` is float32 [N]. Units: for
+    images "mse" is 255^2 * MSE on [0, 1] (i.e. MSE on the 0-255 scale),
+    "msssim" is 1 - MS-SSIM, "psnr" is -PSNR (dB), the NLPDs are NLPD at
+    max_val=1 ("nlpd": laparra2016 on grey levels, "nlpd_rgb" per RGB
+    channel, "nlpd2017" laparra2017 per channel); for vectors "mse" is the
+    squared Euclidean distance ||x - x_hat||^2 (sum over D), the density ones
+    multiply / divide it by P(x).
 
   Raises:
-    ValueError: unknown name, or a density distortion without `density_fn`.
+    ValueError: unknown name, a metric that does not apply to this kind of
+      model, or a density distortion without `density_fn`.
   """
-  from tfc_perception import distances  # pylint: disable=g-import-not-at-top
-  name = canonical_distortion(name)
-  if name in _DENSITY_DISTORTIONS:
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  metric = registry.get(name, "distortion")
+  metric.check_applies(vectors=not image)
+  kwargs = {}
+  if metric.needs_density:
     if density_fn is None or not callable(density_fn):
       raise ValueError(
-          f"distortion {name!r} needs density_fn, a callable x -> P(x) (e.g. "
-          "a tfp distribution's .prob); got "
+          f"distortion {metric.name!r} needs density_fn, a callable x -> P(x) "
+          "(e.g. a tfp distribution's .prob); got "
           f"{type(density_fn).__name__}.")
-    f = (distances.density_weighted_mse if name == "density_mse"
-         else distances.inverse_density_weighted_mse)
-    return lambda x, x_hat: f(x, x_hat, density_fn)
-  if not image:
-    if name != "mse":
-      raise ValueError(
-          f"distortion {name!r} is defined for images only; for 2-D sources "
-          f"accepted: mse, {', '.join(_DENSITY_DISTORTIONS)}.")
-    return distances.squared_error
-  if name == "mse":
-    # 255^2 * MSE on [0, 1], computed from the summed squared error (the
-    # reconstruction is not clipped, so it may leave [0, 1] early in
-    # training; distances.mse would reject that as a wrong max_val).
-    def mse_255(x, x_hat):
-      per_example = tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32)
-      return 255.0 ** 2 * distances.squared_error(x, x_hat) / per_example
-    return mse_255
-  if name == "msssim":
-    return lambda x, x_hat: 1.0 - distances.ms_ssim(x, x_hat, max_val=1.0)
-  options = _NLPD_OPTIONS[name]
-  return lambda x, x_hat: distances.nlpd(x, x_hat, max_val=1.0, **options)
+    kwargs["density"] = density_fn
+  elif metric.takes_max_val and image:
+    kwargs["max_val"] = 1.0
+  return metric.loss(vectors=not image, training=True, **kwargs)
+
+
+def distortion_fn(name: str, image: bool,
+                  density_fn: Optional[Callable] = None) -> Callable:
+  """`distortion_loss(name, image, density_fn).call`: (x, x_hat) -> [N]."""
+  return distortion_loss(name, image, density_fn).call
 
 
 class CompressionModel(tf.keras.Model):
@@ -152,7 +123,8 @@ class CompressionModel(tf.keras.Model):
 
   Args:
     lmbda: lambda of Eq. 3 (> 0), the weight of the distortion term.
-    distortion: distortion name, one of DISTORTIONS.
+    distortion: distortion name, a metric of tfc_perception.distances.
+      registry (e.g. "mse", "msssim", "nlpd", "nlpd_rgb", "nlpd2017").
     density_fn: callable x -> P(x) for the density-weighted distortions.
     seed: if not None, `tf.keras.utils.set_random_seed(seed)` is called before
       the weights are created, so that construction is reproducible.
@@ -175,8 +147,8 @@ class CompressionModel(tf.keras.Model):
     self.density_fn = density_fn
     # Fails now (not mid-training) for a missing density or a distortion
     # that does not apply to this kind of model.
-    self._distortion_fn = distortion_fn(self.distortion, self.is_image_model,
-                                        density_fn)
+    self._distortion_loss = distortion_loss(
+        self.distortion, self.is_image_model, density_fn)
     if seed is not None:
       if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int or None, got {seed!r}.")
@@ -210,8 +182,8 @@ class CompressionModel(tf.keras.Model):
     """Returns (loss, rate, distortion), batch means, float32."""
     x_float, x_hat, bits = self._estimate(x, training=training)
     rate = tf.reduce_mean(bits / self._rate_denominator(x_float))
-    distortion = tf.reduce_mean(tf.cast(
-        self._distortion_fn(x_float, tf.cast(x_hat, tf.float32)), tf.float32))
+    distortion = tf.reduce_mean(tf.cast(self._distortion_loss.call(
+        x_float, tf.cast(x_hat, tf.float32)), tf.float32))
     loss = self._rd_loss(rate, distortion)
     return loss, rate, distortion
 

@@ -38,7 +38,8 @@ def quality_config(quality: int, metric: str = "mse") -> dict:
 
   Args:
     quality: 1 (lowest rate) .. 8.
-    metric: "mse" or "msssim" (aliases as in base.DISTORTIONS).
+    metric: "mse" or "msssim" (or an alias, see
+      tfc_perception.distances.registry).
 
   Returns:
     dict(num_filters, latent_channels, lmbda, distortion, quality).
