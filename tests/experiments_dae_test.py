@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tfc_perception import models
 from tfc_perception.experiments import dae as dae_exp
 from tfc_perception.experiments import runner
 from tfc_perception.models import dae as dae_lib
@@ -80,13 +81,14 @@ def test_dae_model_validation_and_save_load(tmp_path):
                               np.ones(2, np.float32)])
   with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
     m.deviation(np.zeros((4, 3), np.float32))
-  dae_lib.save_dae(m, str(tmp_path / "m"))
-  m2 = dae_lib.load_dae(str(tmp_path / "m"))
+  models.save_density_model(m, str(tmp_path / "m"))
+  m2 = models.load_density_model(str(tmp_path / "m"))
+  assert isinstance(m2, dae_lib.DenoisingAutoencoder)
   x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
   np.testing.assert_allclose(m2(x).numpy(), m(x).numpy(), rtol=1e-6)
   assert m2.get_config() == m.get_config()
   with pytest.raises(FileNotFoundError):
-    dae_lib.load_dae(str(tmp_path / "missing"))
+    models.load_density_model(str(tmp_path / "missing"))
 
 
 def test_dae_training_reduces_denoising_error():

@@ -138,8 +138,8 @@ def test_quality_levels_follow_the_paper():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"quality": 0}, "quality must be an int in 1..8"),
-    ({"quality": 9}, "quality must be an int in 1..8"),
+    ({"quality": 0}, "quality must be an integer in 1..8"),
+    ({"quality": 9}, "quality must be an integer in 1..8"),
     ({"quality": 3, "lmbda": 0.1}, "either quality or lmbda"),
     ({"quality": 3, "distortion": "nlpd"}, "no lambda table"),
     ({"lmbda": 0}, "lmbda"),

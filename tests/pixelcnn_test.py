@@ -89,15 +89,18 @@ def test_fit_lowers_heldout_bits_per_dim_and_save_load(tmp_path):
   after = model.evaluate(tf.data.Dataset.from_tensor_slices(heldout).batch(16),
                          verbose=0, return_dict=True)["bits_per_dim"]
   assert after < before - 1.0, (before, after)
-  # Through the shared registry: build_model / save_model / load_model.
-  assert "pixelcnn" in models.registered_models()
+  # Through the density registry: build / save / load (not a codec).
+  assert "pixelcnn" in models.density_models()
+  assert "pixelcnn" not in models.registered_models()
   path = str(tmp_path / "pcnn")
-  models.save_model(model, path)
-  loaded = models.load_model(path)
+  with pytest.raises(ValueError, match="density model, not a codec"):
+    models.save_model(model, path)
+  models.save_density_model(model, path)
+  loaded = models.load_density_model(path)
   assert isinstance(loaded, pixelcnn.PixelCNN)
   np.testing.assert_allclose(loaded.log_prob(heldout).numpy(),
                              model.log_prob(heldout).numpy(), rtol=1e-5)
-  config = dict(model.get_config(), seed=None)  # load_model drops the seed.
-  assert loaded.get_config() == config
-  built = models.build_model("pixelcnn", image_shape=(8, 8, 3), **_TINY)
+  assert loaded.get_config() == model.get_config()
+  built = models.build_density_model("pixelcnn", image_shape=(8, 8, 3),
+                                     **_TINY)
   assert isinstance(built, pixelcnn.PixelCNN)

@@ -129,3 +129,17 @@ def test_tid2013_authors_metric_values():
     assert r["srcc"] == pytest.approx(srcc, abs=6e-4), name
     assert r["krcc"] == pytest.approx(krcc, abs=6e-4), name
     assert r["srcc_oriented"] > 0  # similarities agree with MOS
+
+
+def test_spearman_and_pearson_with_degenerate_samples():
+  rho, p = stats.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 6])
+  assert rho == pytest.approx(0.8) and 0 < p < 1
+  r, _ = stats.pearson([0.0, 1.0, 2.0], [1.0, 3.0, 5.0])
+  assert r == pytest.approx(1.0)
+  # No ranking: constant samples or fewer than 3 points give nan, not a
+  # warning and a meaningless number.
+  for a, b in (([1, 1, 1, 1], [1, 2, 3, 4]), ([1, 2], [2, 1])):
+    assert all(np.isnan(stats.spearman(a, b)))
+    assert all(np.isnan(stats.pearson(a, b)))
+  with pytest.raises(ValueError, match="same length"):
+    stats.spearman([1, 2, 3], [1, 2])

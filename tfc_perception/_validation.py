@@ -13,9 +13,14 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+# The checks of plain values (one copy, TensorFlow-free).
+from tfc_perception._checks import check_choice  # pylint: disable=unused-import
+from tfc_perception._checks import check_int  # pylint: disable=unused-import
+from tfc_perception._checks import check_positive  # pylint: disable=unused-import
+
 __all__ = [
     "as_image_batch", "check_same_shape", "check_positive", "check_choice",
-    "check_finite", "check_min_spatial_size",
+    "check_int", "check_finite", "check_min_spatial_size",
 ]
 
 _FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
@@ -125,23 +130,3 @@ def check_min_spatial_size(x: tf.Tensor, min_size: int, what: str,
     if dim is not None and dim < min_size:
       raise ValueError(f"{name} {label} is {dim} px, but {what} needs at least "
                        f"{min_size} px per side.")
-
-
-def check_positive(value, name: str, allow_zero: bool = False) -> float:
-  """Returns `value` as float, failing unless it is a (strictly) positive
-  finite number."""
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"{name} must be a number, got {type(value).__name__}.")
-  value = float(value)
-  if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"{name} must be finite and {bound}, got {value}.")
-  return value
-
-
-def check_choice(value, name: str, choices) -> str:
-  """Fails unless `value` is one of `choices`."""
-  if value not in choices:
-    raise ValueError(f"Unknown {name} {value!r}; accepted: "
-                     f"{', '.join(map(repr, choices))}.")
-  return value

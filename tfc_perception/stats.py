@@ -28,7 +28,48 @@ from scipy import optimize
 from scipy import stats as sps
 
 __all__ = ["vqeg_logistic", "fit_logistic", "correlations",
-           "correlation_rows"]
+           "correlation_rows", "spearman", "pearson"]
+
+
+def _pair(a, b):
+  a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+  if a.size != b.size:
+    raise ValueError(f"a and b must have the same length; got {a.size} and "
+                     f"{b.size}.")
+  degenerate = a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0
+  return a, b, degenerate
+
+
+def spearman(a, b):
+  """Spearman's ρ between two samples and its two-sided p-value
+  (scipy.stats.spearmanr).
+
+  Returns:
+    (rho, p) as floats; (nan, nan) for fewer than 3 points or a constant
+    sample (no ranking exists).
+
+  Raises:
+    ValueError: different lengths.
+  """
+  a, b, degenerate = _pair(a, b)
+  if degenerate:
+    return math.nan, math.nan
+  r = sps.spearmanr(a, b)
+  return float(r.statistic), float(r.pvalue)
+
+
+def pearson(a, b):
+  """Pearson's r and its two-sided p-value (scipy.stats.pearsonr); (nan,
+  nan) for fewer than 3 points or a constant sample.
+
+  Raises:
+    ValueError: different lengths.
+  """
+  a, b, degenerate = _pair(a, b)
+  if degenerate:
+    return math.nan, math.nan
+  r = sps.pearsonr(a, b)
+  return float(r.statistic), float(r.pvalue)
 
 
 def vqeg_logistic(s, b1, b2, b3, b4, b5):

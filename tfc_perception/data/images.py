@@ -28,12 +28,12 @@ noise. This module builds both as `tf.data` pipelines of uint8 NHWC batches:
 """
 
 import logging
-import numbers
 import os
 from typing import List, Sequence, Tuple, Union
 
 import tensorflow as tf
 
+from tfc_perception._checks import check_int
 from tfc_perception.data import image_io
 from tfc_perception.data.sources import step_seed
 
@@ -48,13 +48,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 # Pillow modes whose decoding with 3 channels is lossless RGB.
 _RGB_MODES = ("RGB", "P", "YCbCr")
-
-
-def _check_int(value, name, minimum):
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
-      value < minimum):
-    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-  return int(value)
 
 
 def list_images(spec: Union[str, os.PathLike, Sequence[str]]) -> List[str]:
@@ -133,7 +126,7 @@ def select_images(files: Sequence[str], patchsize: int,
       channel count (the message counts them and names up to three), or
       every image is smaller than the crop.
   """
-  patchsize = _check_int(patchsize, "patchsize", 1)
+  patchsize = check_int(patchsize, "patchsize", 1)
   infos, broken = [], []
   for f in files:
     try:
@@ -192,10 +185,10 @@ def random_crops(spec, patchsize: int, batch_size: int, seed: int = 0,
     FileNotFoundError, ValueError, OSError: see `list_images` and
       `select_images`.
   """
-  patchsize = _check_int(patchsize, "patchsize", 1)
-  batch_size = _check_int(batch_size, "batch_size", 1)
-  seed = _check_int(seed, "seed", 0)
-  start_step = _check_int(start_step, "start_step", 0)
+  patchsize = check_int(patchsize, "patchsize", 1)
+  batch_size = check_int(batch_size, "batch_size", 1)
+  seed = check_int(seed, "seed", 0)
+  start_step = check_int(start_step, "start_step", 0)
   files = select_images(list_images(spec), patchsize)
   n = len(files)
   file_table = tf.constant(files)
@@ -236,8 +229,8 @@ def center_crops(spec, patchsize: int, batch_size: int) -> tf.data.Dataset:
   Raises:
     FileNotFoundError, ValueError, OSError: see `select_images`.
   """
-  patchsize = _check_int(patchsize, "patchsize", 1)
-  batch_size = _check_int(batch_size, "batch_size", 1)
+  patchsize = check_int(patchsize, "patchsize", 1)
+  batch_size = check_int(batch_size, "batch_size", 1)
   files = select_images(list_images(spec), patchsize)
 
   def load(path):
@@ -271,10 +264,10 @@ def uniform_noise_images(patchsize: int, batch_size: int, seed: int = 0,
   Raises:
     ValueError: non-positive sizes, negative seed or start_step.
   """
-  patchsize = _check_int(patchsize, "patchsize", 1)
-  batch_size = _check_int(batch_size, "batch_size", 1)
-  seed = _check_int(seed, "seed", 0)
-  start_step = _check_int(start_step, "start_step", 0)
+  patchsize = check_int(patchsize, "patchsize", 1)
+  batch_size = check_int(batch_size, "batch_size", 1)
+  seed = check_int(seed, "seed", 0)
+  start_step = check_int(start_step, "start_step", 0)
   shape = [batch_size, patchsize, patchsize, 3]
 
   def noise(i):

@@ -38,6 +38,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfc_perception._checks import check_int
+
 tfd = tfp.distributions
 
 __all__ = [
@@ -173,18 +175,11 @@ def get_source(name: Union[str, tfd.Distribution], **params) -> tfd.Distribution
 
 
 def _check_seed(seed) -> int:
-  if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-    raise TypeError(f"seed must be an int, got {type(seed).__name__}.")
-  if not 0 <= int(seed) < 2**31:
-    raise ValueError(f"seed must be in [0, 2**31), got {seed}.")
-  return int(seed)
+  return check_int(seed, "seed", 0, 2**31 - 1)
 
 
 def _check_batch_size(batch_size) -> int:
-  if isinstance(batch_size, bool) or not isinstance(
-      batch_size, numbers.Integral) or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-  return int(batch_size)
+  return check_int(batch_size, "batch_size", 1)
 
 
 def step_seed(seed: int, step) -> tf.Tensor:
@@ -221,9 +216,7 @@ def source_dataset(dist: Union[str, tfd.Distribution], batch_size: int,
   dist = get_source(dist)
   batch_size = _check_batch_size(batch_size)
   seed = _check_seed(seed)
-  if isinstance(start_step, bool) or not isinstance(
-      start_step, numbers.Integral) or start_step < 0:
-    raise ValueError(f"start_step must be an int >= 0, got {start_step!r}.")
+  start_step = check_int(start_step, "start_step", 0)
 
   def sample(i):
     x = dist.sample(batch_size, seed=step_seed(seed, i))
@@ -302,6 +295,7 @@ def points_dataset(points, batch_size: int, seed: int = 0,
   """
   batch_size = _check_batch_size(batch_size)
   seed = _check_seed(seed)
+  start_step = check_int(start_step, "start_step", 0)
   arr = np.asarray(points)
   if arr.ndim != 2 or arr.shape[1] < 1:
     raise ValueError(f"{name} must have shape [N, D] (one point per row); got "

@@ -33,8 +33,8 @@ import time
 from typing import Dict, List
 
 import numpy as np
-from scipy import stats
 
+from tfc_perception import stats
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
 
@@ -67,14 +67,6 @@ def noisy_images(x: np.ndarray, sigma: float, seed: int) -> np.ndarray:
       np.uint8)
 
 
-def _spearman(a, b):
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-    return float("nan"), float("nan")
-  r = stats.spearmanr(a, b)
-  return float(r.statistic), float(r.pvalue)
-
-
 def spearman_table(rows: List[Dict], sigmas) -> List[Dict]:
   """The Fig. 6 correlations per σ from per-sample rows (see samples.csv).
 
@@ -98,7 +90,7 @@ def spearman_table(rows: List[Dict], sigmas) -> List[Dict]:
     sel = [r for r in rows if r["sigma"] == s]
     row = {"sigma": s, "n": len(sel)}
     for name, (a, b) in pairs.items():
-      rho, p = _spearman([r[a] for r in sel], [r[b] for r in sel])
+      rho, p = stats.spearman([r[a] for r in sel], [r[b] for r in sel])
       row[f"rho_{name}"] = rho
       row[f"p_{name}"] = p
     out.append(row)
@@ -178,6 +170,7 @@ def _distances(x, xn, cfg):
 def run(ctx: runner.RunContext) -> Dict:
   """Runs Obs. 1 (see module docstring); returns the summary numbers."""
   from tfc_perception import distances  # pylint: disable=g-import-not-at-top
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
   from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
   cfg = dict(ctx.config)
@@ -204,6 +197,7 @@ def run(ctx: runner.RunContext) -> Dict:
          "num_eval": cfg["num_eval"]}
   model = ctx.cached_model(
       key, lambda: train_pixelcnn(train_files, eval_files, cfg, ctx.log),
+      save_fn=models.save_density_model, load_fn=models.load_density_model,
       label="pixelcnn")
 
   loaded = [(f, im) for f, im in zip(eval_files,
@@ -324,7 +318,7 @@ def _figure7(ctx, plotting, rows, sigmas, cfg):
     for j, (key, label) in enumerate((("nlpd", "NLPD(x, x')"),
                                       ("one_minus_msssim", "1 − MS-SSIM(x, x')"))):
       d = np.array([r[key] for r in sel])
-      rho, _ = _spearman(lp, d)
+      rho, _ = stats.spearman(lp, d)
       ax = axes[i, j]
       ax.scatter(lp, d, s=6, alpha=0.6, color="tab:red" if j == 0 else "tab:gray")
       ax.set_xlabel("log p(x) (nats, PixelCNN++)")

@@ -42,8 +42,8 @@ import math
 from typing import Dict, List, Optional
 
 import numpy as np
-from scipy import stats
 
+from tfc_perception import stats
 from tfc_perception.distances import registry
 from tfc_perception.experiments import runner
 
@@ -267,7 +267,7 @@ def cell_stats(qmap: Dict, density, min_mass: float = 1e-4,
         np.float32)).numpy()
   step = max(1, local.size // max_points)
   out = {"cells_with_mass": int(np.sum(qmap["mass"] >= min_mass)),
-         "spearman_local_area_vs_p": _spearman(local[::step], p[::step])}
+         "spearman_local_area_vs_p": _rho(local[::step], p[::step])}
   if core_radius is not None:
     used = qmap["mass"] >= min_mass
     in_core = np.linalg.norm(qmap["codes"], axis=1) <= core_radius
@@ -281,11 +281,8 @@ def cell_stats(qmap: Dict, density, min_mass: float = 1e-4,
   return out
 
 
-def _spearman(a, b):
-  a, b = np.asarray(a), np.asarray(b)
-  if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
-    return float("nan")
-  return float(stats.spearmanr(a, b)[0])
+def _rho(a, b) -> float:
+  return stats.spearman(a, b)[0]
 
 
 def induced_correlations(model, x1: np.ndarray, x2: np.ndarray,
@@ -299,10 +296,10 @@ def induced_correlations(model, x1: np.ndarray, x2: np.ndarray,
   from tfc_perception import induced  # pylint: disable=g-import-not-at-top
   d = induced.induced_distances(model, x1, x2, base="euclidean",
                                 latent="unquantized")
-  out = {f"rho_{k}": _spearman(d[k if k != "ds" else "ds1"], p1)
+  out = {f"rho_{k}": _rho(d[k if k != "ds" else "ds1"], p1)
          for k in DISTANCES}
   for k in SENSITIVITIES:
-    out[f"rho_{k}"] = _spearman(d[k], p1)
+    out[f"rho_{k}"] = _rho(d[k], p1)
   out["fraction_dr_nonzero"] = float(np.mean(d["dr"] > 0))
   return out
 

@@ -1,9 +1,13 @@
 """Compressive autoencoders trained with Eq. 3, L = R + lambda * D.
 
-All models share one interface (see `base.CompressionModel` and
-docs/models.md): analysis / quantize / synthesis / call / reconstruct /
-compress / decompress, `rate_unit`, `lmbda`, `distortion`, `get_config()`,
-Eq. 3 in `train_step`/`test_step` (so `compile` + `fit` trains them).
+Two registries. The codecs (`build_model`, `save_model`, `load_model`)
+share one interface, the `protocol.Codec` protocol (see
+`base.CompressionModel` and docs/models.md): analysis / quantize /
+synthesis / call / reconstruct / compress / decompress, `rate_unit`, plus
+`lmbda`, `distortion`, `get_config()` and Eq. 3 in `train_step`/`test_step`.
+The density models (PixelCNN++, the DAE) are not codecs; they have their own
+registry, `density` (`build_density_model`, `save_density_model`,
+`load_density_model`). Both are trained by `tfc_perception.training.fit`.
 
     model = build_model("factorized", quality=3, distortion="mse")
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
@@ -13,9 +17,10 @@ Eq. 3 in `train_step`/`test_step` (so `compile` + `fit` trains them).
     strings, x_shape, y_shape = model.compress(images_uint8)
     images = model.decompress(strings, x_shape, y_shape)
 
-Registry names: "toy2d" (Fig. 10), "factorized" (Fig. 15), "softquant"
-(Fig. 17); other modules register theirs with one line in `_REGISTRY`
-(the value is "module:Class", imported on first use).
+Codec names: "toy2d" (Fig. 10), "factorized" (Fig. 15), "softquant"
+(Fig. 17); other codecs register with one line in `_REGISTRY` (the value is
+"module:Class", imported on first use). Density model names: "pixelcnn",
+"dae" (`density.names()`).
 """
 
 import importlib
@@ -27,16 +32,25 @@ from typing import Any, Optional
 from tfc_perception import _io
 
 __all__ = ["build_model", "save_model", "load_model", "registered_models",
-           "model_class", "is_saved_model", "check_save_path"]
+           "model_class", "is_saved_model", "check_save_path", "Codec",
+           "build_density_model", "save_density_model", "load_density_model",
+           "density_models"]
 
-# name -> "module:Class" (imported lazily, so registering costs nothing).
+from tfc_perception.models import density as _density
+from tfc_perception.models.protocol import Codec
+
+# The codecs: name -> "module:Class" (imported lazily, so registering costs
+# nothing).
 _REGISTRY = {
     "toy2d": "tfc_perception.models.toy2d:Toy2DCompressor",
     "factorized": "tfc_perception.models.factorized:FactorizedPrior",
     "softquant": "tfc_perception.models.softquant:SoftQuantizedAutoencoder",
-    "pixelcnn": "tfc_perception.models.pixelcnn:PixelCNN",
-    "dae": "tfc_perception.models.dae:DenoisingAutoencoder",
 }
+
+build_density_model = _density.build
+save_density_model = _density.save
+load_density_model = _density.load
+density_models = _density.names
 
 _FORMAT = "tfc_perception.model"
 _FORMAT_VERSION = 1
@@ -48,19 +62,22 @@ _MODEL_FILES = (_CONFIG_FILE, _WEIGHTS_FILE)
 
 
 def registered_models():
-  """Names accepted by build_model, sorted."""
+  """Codec names accepted by build_model, sorted."""
   return sorted(_REGISTRY)
 
 
 def model_class(name: str):
-  """The class registered under `name`.
+  """The codec class registered under `name`.
 
   Raises:
-    ValueError: unknown name (the message lists the registered names).
+    ValueError: unknown name (the message lists the registered names and
+      points density models to their registry).
   """
   if not isinstance(name, str) or name not in _REGISTRY:
+    hint = (f" ({name!r} is a density model: use build_density_model)"
+            if name in _density.names() else "")
     raise ValueError(f"Unknown model {name!r}; accepted: "
-                     f"{', '.join(registered_models())}.")
+                     f"{', '.join(registered_models())}{hint}.")
   target = _REGISTRY[name]
   if not isinstance(target, str):  # A class registered directly.
     return target
@@ -122,7 +139,14 @@ def _registry_name(model) -> str:
         return name
     except (ImportError, AttributeError):
       continue
-  raise ValueError(f"{type(model).__name__} is not a registered model; "
+  try:
+    density_name = _density.registry_name(model)
+  except ValueError:
+    density_name = None
+  if density_name is not None:
+    raise ValueError(f"{type(model).__name__} ({density_name!r}) is a density "
+                     "model, not a codec; save it with save_density_model.")
+  raise ValueError(f"{type(model).__name__} is not a registered codec; "
                    f"registered: {', '.join(registered_models())}.")
 
 
@@ -200,7 +224,8 @@ def save_model(model, path, overwrite: bool = False) -> str:
   renames and removed only after the new one is in place.
 
   Args:
-    model: a model built by `build_model` (or a registered class).
+    model: a codec built by `build_model` (or a registered codec class);
+      density models are saved with `save_density_model`.
     path: destination directory: new, empty, or (with `overwrite`) a saved
       model.
     overwrite: replace a model saved at `path`.
@@ -209,8 +234,8 @@ def save_model(model, path, overwrite: bool = False) -> str:
     The model's fingerprint (hex SHA-256, also recorded in compressed files).
 
   Raises:
-    ValueError: unregistered model type, or `path` may not be written (see
-      `check_save_path`).
+    ValueError: not a registered codec (e.g. a density model), or `path`
+      may not be written (see `check_save_path`).
   """
   name = _registry_name(model)
   path = os.path.abspath(os.fspath(path))

@@ -7,18 +7,16 @@ r*(x) − x = σ²·∂log p_σ(x)/∂x, with p_σ = p ∗ N(0, σ²); for small
 σ²·∂log p(x)/∂x (Alain & Bengio, 2014), the relation Fig. 9 illustrates.
 
 r is parametrised as x + f(x) (a residual dense network), so the small
-deviation r(x) − x is what the layers learn directly.
+deviation r(x) − x is what the layers learn directly. A density model (not a
+codec): built, saved and loaded through `tfc_perception.models.density`
+("dae").
 """
 
-import json
-import os
 from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tfc_perception import _io
-
-__all__ = ["DenoisingAutoencoder", "save_dae", "load_dae"]
+__all__ = ["DenoisingAutoencoder"]
 
 
 @tf.keras.utils.register_keras_serializable(package="tfc_perception")
@@ -112,32 +110,3 @@ class DenoisingAutoencoder(tf.keras.Model):
     return {"dims": self.dims, "hidden": list(self.hidden),
             "sigma": self.sigma, "activation": self.activation,
             "seed": self.seed}
-
-
-def save_dae(model: DenoisingAutoencoder, path: str) -> None:
-  """Saves config.json + weights.h5 under directory `path` (atomically each)."""
-  if not isinstance(model, DenoisingAutoencoder):
-    raise ValueError(f"save_dae takes a DenoisingAutoencoder, got "
-                     f"{type(model).__name__}.")
-  os.makedirs(path, exist_ok=True)
-  tmp = os.path.join(path, ".weights.tmp.h5")
-  model.f.save_weights(tmp)
-  os.replace(tmp, os.path.join(path, "weights.h5"))
-  _io.write_json(os.path.join(path, "config.json"), model.get_config())
-
-
-def load_dae(path: str) -> DenoisingAutoencoder:
-  """Loads a DAE saved by `save_dae`.
-
-  Raises:
-    FileNotFoundError: if `path` has no config.json/weights.h5.
-  """
-  cfg_path = os.path.join(path, "config.json")
-  if not os.path.exists(cfg_path) or not os.path.exists(
-      os.path.join(path, "weights.h5")):
-    raise FileNotFoundError(f"{path!r} does not hold a saved DAE "
-                            "(config.json + weights.h5).")
-  with open(cfg_path, encoding="utf-8") as f:
-    model = DenoisingAutoencoder(**json.load(f))
-  model.f.load_weights(os.path.join(path, "weights.h5"))
-  return model

@@ -47,9 +47,7 @@ def quality_config(quality: int, metric: str = "mse") -> dict:
   Raises:
     ValueError: quality not in 1..8, or a metric without a lambda table.
   """
-  if isinstance(quality, bool) or not isinstance(quality, int) or not (
-      1 <= quality <= 8):
-    raise ValueError(f"quality must be an int in 1..8, got {quality!r}.")
+  quality = _validation.check_int(quality, "quality", 1, 8)
   metric = base.canonical_distortion(metric)
   if metric not in QUALITY_LAMBDAS:
     raise ValueError(f"there is no lambda table for distortion {metric!r}; "
@@ -87,8 +85,9 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
                seed: Optional[int] = None, **kwargs):
     super().__init__(lmbda=lmbda, distortion=distortion,
                      density_fn=density_fn, seed=seed, **kwargs)
-    self.num_filters = _int_arg(num_filters, "num_filters")
-    self.latent_channels = _int_arg(latent_channels, "latent_channels")
+    self.num_filters = _validation.check_int(num_filters, "num_filters", 1)
+    self.latent_channels = _validation.check_int(latent_channels,
+                                                 "latent_channels", 1)
     self.quality = quality
     n, m = self.num_filters, self.latent_channels
 
@@ -220,8 +219,3 @@ def synthesis_transform(num_filters: int):
       [up(n, 0, True), up(n, 1, True), up(n, 2, True), up(3, 3, False)],
       name="synthesis")
 
-
-def _int_arg(value, name):
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name} must be a positive int, got {value!r}.")
-  return value

@@ -34,14 +34,6 @@ __all__ = ["PixelCNN"]
 _ACTIVATIONS = ("concat_elu", "elu", "relu")
 
 
-def _check_int(value, name, minimum=1):
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
-  if value < minimum:
-    raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-  return int(value)
-
-
 @tf.keras.utils.register_keras_serializable(package="tfc_perception")
 class PixelCNN(tf.keras.Model):
   """PixelCNN++ density model over 8-bit images, trained by maximum likelihood.
@@ -95,11 +87,13 @@ class PixelCNN(tf.keras.Model):
       raise ValueError("image_shape must be (height, width, channels), got "
                        f"{image_shape}.")
     for i, d in enumerate(image_shape):
-      _check_int(d, f"image_shape[{i}]")
-    num_resnet = _check_int(num_resnet, "num_resnet")
-    num_hierarchies = _check_int(num_hierarchies, "num_hierarchies")
-    num_filters = _check_int(num_filters, "num_filters")
-    num_logistic_mix = _check_int(num_logistic_mix, "num_logistic_mix")
+      _validation.check_int(d, f"image_shape[{i}]", 1)
+    num_resnet = _validation.check_int(num_resnet, "num_resnet", 1)
+    num_hierarchies = _validation.check_int(num_hierarchies,
+                                            "num_hierarchies", 1)
+    num_filters = _validation.check_int(num_filters, "num_filters", 1)
+    num_logistic_mix = _validation.check_int(num_logistic_mix,
+                                             "num_logistic_mix", 1)
     receptive_field_dims = tuple(receptive_field_dims)
     if (len(receptive_field_dims) != 2 or
         not all(isinstance(d, (int, np.integer)) and d >= 1

@@ -99,13 +99,11 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
                seed: Optional[int] = None, **kwargs):
     super().__init__(lmbda=lmbda, distortion=distortion,
                      density_fn=density_fn, seed=seed, **kwargs)
-    self.num_filters = factorized._int_arg(num_filters, "num_filters")  # pylint: disable=protected-access
-    self.latent_channels = factorized._int_arg(latent_channels,  # pylint: disable=protected-access
-                                               "latent_channels")
-    num_centers = factorized._int_arg(num_centers, "num_centers")  # pylint: disable=protected-access
-    if not 2 <= num_centers <= 2 ** 12:
-      raise ValueError(f"num_centers must be in 2..4096, got {num_centers}.")
-    self.num_centers = num_centers
+    self.num_filters = _validation.check_int(num_filters, "num_filters", 1)
+    self.latent_channels = _validation.check_int(latent_channels,
+                                                 "latent_channels", 1)
+    self.num_centers = _validation.check_int(num_centers, "num_centers", 2,
+                                             2 ** 12)
     self.softness = _validation.check_positive(softness, "softness")
     self.quantization = _validation.check_choice(
         quantization, "quantization", QUANTIZATION_MODES)

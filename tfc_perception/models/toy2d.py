@@ -12,6 +12,7 @@ Rate is in bits per sample; the distortion is the squared Euclidean distance
 L = bits + lambda * D (Eq. 3).
 """
 
+import numbers
 from typing import Callable, Optional, Sequence, Union
 
 import tensorflow as tf
@@ -60,12 +61,12 @@ class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
                seed: Optional[int] = None, **kwargs):
     super().__init__(lmbda=lmbda, distortion=distortion,
                      density_fn=density_fn, seed=seed, **kwargs)
-    depth = _positive_int(depth, "depth", allow_zero=True)
-    if isinstance(widths, (int,)) and not isinstance(widths, bool):
-      widths = [_positive_int(widths, "widths")] * depth
+    depth = _validation.check_int(depth, "depth", 0)
+    if isinstance(widths, numbers.Integral) and not isinstance(widths, bool):
+      widths = [_validation.check_int(widths, "widths", 1)] * depth
     else:
       try:
-        widths = [_positive_int(w, "widths entry") for w in widths]
+        widths = [_validation.check_int(w, "widths entry", 1) for w in widths]
       except TypeError as e:
         raise TypeError("widths must be an int or a list of ints, got "
                         f"{widths!r}.") from e
@@ -76,8 +77,8 @@ class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
     self.depth = len(self.widths)
     self.activation = _validation.check_choice(activation, "activation",
                                                _ACTIVATIONS)
-    self.latent_dims = _positive_int(latent_dims, "latent_dims")
-    self.source_dims = _positive_int(source_dims, "source_dims")
+    self.latent_dims = _validation.check_int(latent_dims, "latent_dims", 1)
+    self.source_dims = _validation.check_int(source_dims, "source_dims", 1)
 
     self.analysis_transform = tf.keras.Sequential(
         [tf.keras.layers.Dense(w, activation=self.activation,
@@ -175,18 +176,3 @@ class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
   def compressed_dtypes(self):
     return (tf.string,)
 
-
-def _positive_int(value, name, allow_zero=False):
-  if isinstance(value, bool) or not isinstance(value, int):
-    try:
-      import numpy as np  # pylint: disable=g-import-not-at-top
-      if isinstance(value, np.integer):
-        value = int(value)
-      else:
-        raise TypeError
-    except TypeError:
-      raise TypeError(f"{name} must be an int, got {value!r}.") from None
-  if value < 0 or (value == 0 and not allow_zero):
-    raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, "
-                     f"got {value}.")
-  return value
