@@ -245,7 +245,7 @@ def test_tfci_files_interoperate_with_the_tfci_tool(exported, tmp_path):
     loaded.decompress_file(tmp_path / "other.tfci")
 
 
-def _clip_round(x_hat):
+def clip_round(x_hat):
   """tfc 1.x examples' write_png: clip to [0, 1], round(x * 255), cast."""
   return tf.cast(tf.round(tf.clip_by_value(x_hat, 0, 1) * 255), tf.uint8)
 
@@ -255,8 +255,34 @@ def _convert_image_dtype(x_hat):
   return tf.image.convert_image_dtype(x_hat, tf.uint8, saturate=True)
 
 
-def _legacy_metagraph(rng, to_uint8, truncate=False):
-  """A tfc 1.x-style factorized-prior graph, built by hand."""
+def lut_uint8(x_hat):
+  """clip/round to integer pixels, then a 256-entry uint8 lookup table (an
+  identity table here; a display's gamma table in practice): the float
+  reconstruction is not reachable through "to pixels" ops."""
+  pixels = tf.cast(tf.round(tf.clip_by_value(x_hat, 0, 1) * 255), tf.int32)
+  return tf.gather(tf.constant(np.arange(256, dtype=np.uint8)), pixels)
+
+
+def legacy_metagraph(rng, to_uint8=clip_round, quantizer="floor", pad=0,
+                     post_synthesis=None):
+  """A tfc 1.x-style factorized-prior graph, built by hand.
+
+  Args:
+    rng: numpy RandomState (weights and medians).
+    to_uint8: the receiver's float -> uint8 conversion after its crop.
+    quantizer: "floor" (tfc 1.x floor(y + 0.5 - medians)), "truncate" (no
+      rounding op: cast(y - medians)), or "cast_chain" (the same symbols as
+      "floor", computed with a float -> int -> float cast chain instead of a
+      rounding op).
+    pad: reflect-pad the image by this many pixels on every side before the
+      analysis; the receiver crops the centre back out ([pad:pad + h]).
+    post_synthesis: applied to the synthesis output before the receiver's
+      crop (e.g. a clip to video range).
+
+  Returns:
+    (MetaGraphDef, analysis kernel, medians). Ops: analysis/Conv2D (latent),
+    synthesis/output (the synthesis output, before the receiver's crop).
+  """
   c, r = 4, 12
   w1 = rng.normal(0, .5, (5, 5, 3, c)).astype(np.float32)
   w2 = rng.normal(0, .2, (5, 5, 3, c)).astype(np.float32)
@@ -276,10 +302,17 @@ def _legacy_metagraph(rng, to_uint8, truncate=False):
     with graph.as_default():
       x = tf.compat.v1.placeholder(tf.uint8, [None, None, 3])
       xb = tf.expand_dims(x, 0)
-      y = tf.nn.conv2d(tf.cast(xb, tf.float32) / 255., w1, strides=4,
-                       padding="SAME")
-      if truncate:  # no rounding op: structure discovery must give up
+      with tf.name_scope("analysis"):
+        xf = tf.cast(xb, tf.float32) / 255.
+        if pad:
+          xf = tf.pad(xf, [[0, 0], [pad, pad], [pad, pad], [0, 0]], "REFLECT")
+        y = tf.nn.conv2d(xf, w1, strides=4, padding="SAME")
+      if quantizer == "truncate":  # no rounding op: discovery must give up
         sym = tf.cast(y - medians, tf.int32)
+      elif quantizer == "cast_chain":  # floor(v) = int(v + 64) - 64, v > -64
+        v = y + (tf.constant(.5) - medians) + 64.
+        sym = tf.cast(tf.cast(tf.cast(v, tf.int32), tf.float32) - 64.,
+                      tf.int32)
       else:
         sym = tf.cast(tf.floor(y + (tf.constant(.5) - medians)), tf.int32)
       idx = tf.broadcast_to(tf.range(c), tf.shape(sym)[1:])
@@ -297,14 +330,19 @@ def _legacy_metagraph(rng, to_uint8, truncate=False):
               s, idx_r, cdf, cdf_len, offset, **coder),
           s_in, dtype=tf.int32)
       y_hat = tf.cast(dec, tf.float32) + medians
-      shape = tf.shape(y_hat)
-      full = tf.nn.conv2d_transpose(
-          y_hat, w2, tf.stack([shape[0], shape[1] * 4 + 1, shape[2] * 4 + 1,
-                               3]), strides=4, padding="VALID") + .5
-      # The synthesis ends with its own crop (bounds from y_hat's shape) ...
-      x_hat = full[:, :shape[1] * 4, :shape[2] * 4, :]
-      # ... then the receiver crops to the transmitted image shape.
-      x_hat = x_hat[0, :xs_in[0], :xs_in[1], :]
+      with tf.name_scope("synthesis"):
+        shape = tf.shape(y_hat)
+        full = tf.nn.conv2d_transpose(
+            y_hat, w2, tf.stack([shape[0], shape[1] * 4 + 1,
+                                 shape[2] * 4 + 1, 3]),
+            strides=4, padding="VALID") + .5
+        # The synthesis ends with its own crop (bounds from y_hat's shape).
+        x_full = tf.identity(full[:, :shape[1] * 4, :shape[2] * 4, :],
+                             name="output")
+      if post_synthesis is not None:
+        x_full = post_synthesis(x_full)
+      # The receiver crops to the transmitted image shape.
+      x_hat = x_full[0, pad:pad + xs_in[0], pad:pad + xs_in[1], :]
       out = to_uint8(x_hat)
       metagraph = tf.compat.v1.train.export_meta_graph(graph=graph)
   finally:
@@ -322,10 +360,10 @@ def _legacy_metagraph(rng, to_uint8, truncate=False):
   return metagraph, w1, medians
 
 
-@pytest.mark.parametrize("to_uint8", [_clip_round, _convert_image_dtype])
+@pytest.mark.parametrize("to_uint8", [clip_round, _convert_image_dtype])
 def test_discovery_on_a_tfc1_style_graph(tmp_path, to_uint8):
-  metagraph, w1, medians = _legacy_metagraph(np.random.RandomState(0),
-                                             to_uint8)
+  metagraph, w1, medians = legacy_metagraph(np.random.RandomState(0),
+                                            to_uint8)
   path = tmp_path / "legacy.metagraph"
   path.write_bytes(metagraph.SerializeToString())
   model = pretrained.load(str(path))
@@ -345,7 +383,7 @@ def test_discovery_on_a_tfc1_style_graph(tmp_path, to_uint8):
   assert x_float.numpy().min() < 0 or x_float.numpy().max() > 1
   check = model.self_check(x)
   assert check["ok"], check
-  if to_uint8 is _clip_round:  # the same conversion: identical pixels
+  if to_uint8 is clip_round:  # the same conversion: identical pixels
     assert check["max_abs_diff"] == 0, check
   model.compress_to_file(x, tmp_path / "l.tfci")
   np.testing.assert_array_equal(
@@ -369,12 +407,14 @@ def test_bad_inputs_are_rejected(exported):
 
 
 def test_codec_still_works_when_internals_are_not_found(tmp_path):
-  metagraph, _, medians = _legacy_metagraph(
-      np.random.RandomState(0), _clip_round, truncate=True)
+  metagraph, _, medians = legacy_metagraph(
+      np.random.RandomState(0), clip_round, quantizer="truncate")
   path = tmp_path / "trunc.metagraph"
   path.write_bytes(metagraph.SerializeToString())
   model = pretrained.load(str(path))
-  assert model.tensors is None and "no rounding op" in model.discovery_error
+  assert model.tensors.missing() == ["latent"]
+  assert "no rounding op" in model.discovery_error
+  assert model.check is None  # nothing to check without the latent
   x = crop_image()
   x_hat = model.reconstruct(x).numpy()
   assert x_hat.shape == x.shape and x_hat.dtype == np.uint8
@@ -383,7 +423,7 @@ def test_codec_still_works_when_internals_are_not_found(tmp_path):
       model.decompress_file(tmp_path / "t.tfci").numpy(), x_hat)
   with pytest.raises(ValueError, match="could not be found.*no rounding op"):
     model.analysis(x)
-  assert "no rounding op" in model.get_config()["tensors"]["error"]
+  assert "no rounding op" in model.get_config()["discovery_errors"]["latent"]
 
 
 def test_load_errors(tmp_path):

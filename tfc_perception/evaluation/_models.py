@@ -6,13 +6,16 @@ A model is given as
   ("bmshj2018-factorized-mse-1..8" expands to -1 ... -8);
 - a path: a folder written by `tfc_perception.models.save_model`, or a
   tfci .metagraph file (loaded by `tfc_perception.pretrained.load`).
+
+Tensor names given for tfci models (`tensors`, the `--tensors` flag) are
+passed to `pretrained.load` and are part of each model's cache key.
 """
 
 import hashlib
 import json
 import os
 import re
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["expand_model_specs", "LoadedModel", "load_models",
            "model_family"]
@@ -102,16 +105,20 @@ class LoadedModel:
   Attributes:
     spec: the spec as given (name or path).
     name: display name (file/folder name for paths).
+    tensors: {role: tensor name} passed to `pretrained.load` for a tfci
+      model ({} for none).
     key: cache key: readable name + hash of the model identity (the saved
       model's weight fingerprint, a file's path/size/mtime, or the
-      pretrained name) -- computed without loading the model, so a fully
-      cached evaluation never builds it.
+      pretrained name, and the tensor names) -- computed without loading
+      the model, so a fully cached evaluation never builds it.
     family, distortion, quality: see `model_family`.
   """
 
-  def __init__(self, spec: str, name: str, model: Any = None):
+  def __init__(self, spec: str, name: str, model: Any = None,
+               tensors: Optional[Dict[str, str]] = None):
     self.spec = spec
     self.name = name
+    self.tensors = dict(tensors or {})
     self._model = model
     info = _saved_info(spec) if model is None else None
     distortion = None
@@ -120,12 +127,12 @@ class LoadedModel:
     self.family, self.distortion, self.quality = model_family(
         name, model if model is not None else _Attr(distortion))
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60]
-    self.key = f"{safe}-{_identity(spec, model, info)}"
+    self.key = f"{safe}-{_identity(spec, model, info, self.tensors)}"
 
   @property
   def model(self):
     if self._model is None:
-      self._model = _load_one(self.spec)
+      self._model = _load_one(self.spec, self.tensors)
     return self._model
 
   @property
@@ -153,8 +160,22 @@ def _saved_info(spec: str) -> Optional[dict]:
     return None
 
 
-def _identity(spec: str, model: Any, info: Optional[dict]) -> str:
+def _registry_tensors(spec: str) -> Dict[str, str]:
+  """The tensor names the shipped registry gives for a pretrained name."""
+  try:
+    from tfc_perception import pretrained  # pylint: disable=g-import-not-at-top
+    reg = pretrained.default_registry()
+    return reg.model_tensors(spec) if spec in reg else {}
+  except (ImportError, KeyError):
+    return {}
+
+
+def _identity(spec: str, model: Any, info: Optional[dict],
+              tensors: Optional[Dict[str, str]] = None) -> str:
   parts = [spec]
+  names = dict(_registry_tensors(spec), **(tensors or {}))
+  if names:  # other tensors give other latents and reconstructions
+    parts.append(json.dumps(names, sort_keys=True))
   if info is not None:
     parts.append(json.dumps(info.get("config"), sort_keys=True, default=str))
     parts.append(str(info.get("fingerprint")))
@@ -181,11 +202,11 @@ def _identity(spec: str, model: Any, info: Optional[dict]) -> str:
   return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:10]
 
 
-def _load_one(spec: str):
+def _load_one(spec: str, tensors: Optional[Dict[str, str]] = None):
   if os.path.exists(spec):
     if os.path.isfile(spec) and spec.endswith(".metagraph"):
       from tfc_perception import pretrained  # pylint: disable=g-import-not-at-top
-      return pretrained.load(spec)
+      return pretrained.load(spec, tensors=tensors)
     from tfc_perception import models  # pylint: disable=g-import-not-at-top
     return models.load_model(spec)
   try:
@@ -193,7 +214,7 @@ def _load_one(spec: str):
   except ImportError as e:
     raise ValueError(f"{spec!r} is not an existing path, and pretrained models "
                      f"are not available ({e}).") from e
-  return pretrained.load(spec)
+  return pretrained.load(spec, tensors=tensors)
 
 
 def _check_names(names: Sequence[str]) -> None:
@@ -215,14 +236,17 @@ def _check_names(names: Sequence[str]) -> None:
         "tfc_perception.pretrained.list_models()).")
 
 
-def load_models(specs, models: Optional[Sequence[Tuple[str, Any]]] = None
-                ) -> List[LoadedModel]:
+def load_models(specs, models: Optional[Sequence[Tuple[str, Any]]] = None,
+                tensors=None) -> List[LoadedModel]:
   """Model records from specs (names, ranges, paths); loaded lazily.
 
   Args:
     specs: as accepted by `expand_model_specs` (may be empty if `models` is
       given).
     models: already loaded (name, model) pairs to add (library use).
+    tensors: internal tensor names for every tfci model among `specs`
+      (registry names and .metagraph files): {role: name}, "role=name,..."
+      or a list of "role=name" (see `tfc_perception.pretrained.load`).
 
   Returns:
     LoadedModel records, in order. A model is loaded (by
@@ -231,17 +255,28 @@ def load_models(specs, models: Optional[Sequence[Tuple[str, Any]]] = None
     first time its `.model` is used.
 
   Raises:
-    ValueError: no model, repeated names; errors of the loaders on use.
+    ValueError: no model, repeated names, malformed `tensors` or `tensors`
+      given with a saved project model (they name tensors of tfci graphs);
+      errors of the loaders on use.
   """
   out = []
+  names = {}
+  if tensors:
+    from tfc_perception.pretrained import tensors as tensors_lib  # pylint: disable=g-import-not-at-top
+    names = tensors_lib.parse_tensors(tensors)
   if specs:
     specs = expand_model_specs(specs)
     _check_names([s for s in specs if not os.path.exists(s)])
+    saved = [s for s in specs if os.path.isdir(s)]
+    if names and saved:
+      raise ValueError(f"tensors name internal tensors of tfci .metagraph "
+                       f"models; {', '.join(saved)} is a saved project model "
+                       "(leave it out, or evaluate it without --tensors).")
     for spec in specs:
       name = os.path.basename(os.path.normpath(spec))
       if name.endswith(".metagraph"):
         name = name[:-len(".metagraph")]
-      out.append(LoadedModel(spec, name))
+      out.append(LoadedModel(spec, name, tensors=names))
   for name, model in (models or []):
     out.append(LoadedModel(name, name, model))
   if not out:

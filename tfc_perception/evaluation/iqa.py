@@ -486,7 +486,8 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
                  batch_size: int = 4, n_bootstrap: int = 1000, seed: int = 0,
                  limit: Optional[int] = None, progress: bool = True,
                  msssim_scales: int = 5, figure_metric: str = "srcc",
-                 config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                 config: Optional[Dict[str, Any]] = None,
+                 tensors=None) -> Dict[str, Any]:
   """Evaluates baselines and induced distances against MOS (Fig. 3).
 
   Args:
@@ -515,6 +516,8 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
       images of at least 161 px per side).
     figure_metric: correlation plotted in the figure.
     config: settings recorded in the manifest (the CLI passes its flags).
+    tensors: internal tensor names of the tfci models among `models`
+      (`tfc_perception.pretrained.load`; the --tensors flag).
 
   Returns:
     {"summary": list of summary rows, "json": summary.json content,
@@ -573,7 +576,7 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   if cache_dir is None:
     cache_dir = os.path.join(output_dir, "cache")
   images = _Images()
-  lms = (_models.load_models(models or [], loaded_models)
+  lms = (_models.load_models(models or [], loaded_models, tensors=tensors)
          if induced_names else [])
 
   table = pairs[["name", "reference", "type", "type_name", "level", "mos",

@@ -163,7 +163,8 @@ def plot_rd(curves: Sequence[Dict[str, Any]], path: str,
 def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
                 limit: Optional[int] = None, warmup: bool = True,
                 progress: bool = True, reference: bool = True,
-                config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                config: Optional[Dict[str, Any]] = None,
+                tensors=None) -> Dict[str, Any]:
   """Rate-distortion of models on an image folder, with actual bit-streams.
 
   Args:
@@ -178,6 +179,8 @@ def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
     reference: include the published bmshj2018-factorized Kodak curve in the
       plot and write it as JSON.
     config: settings for the manifest.
+    tensors: internal tensor names of the tfci models among `models`
+      (`tfc_perception.pretrained.load`; the --tensors flag).
 
   Returns:
     {"per_image": rows, "summary": rows, "compressai": {family: json},
@@ -192,7 +195,7 @@ def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
   t0 = time.time()
   files = list_images(data, limit)
   _io.check_output_path(output_dir, {"--data": data}, "--output")
-  lms = _models.load_models(models or [], loaded_models)
+  lms = _models.load_models(models or [], loaded_models, tensors=tensors)
   for lm in lms:
     for attr in ("compress", "decompress"):
       if not callable(getattr(lm.model, attr, None)):

@@ -270,7 +270,7 @@ QUICK_FAMILY_TRAIN = {"num_filters": 32, "latent_channels": 48,
 
 
 def pretrained_family(qualities: Sequence[int], distortions: Sequence[str],
-                      allow_download: bool, log=print):
+                      allow_download: bool, log=print, tensors=None):
   """{(distortion, quality): model} of tfc's bmshj2018-factorized models, or
   None when they are not available (offline and not in the local cache).
 
@@ -279,6 +279,8 @@ def pretrained_family(qualities: Sequence[int], distortions: Sequence[str],
     distortions: "mse" and/or "msssim" (the published families).
     allow_download: whether missing models may be downloaded.
     log: progress printer (says why the models are not available).
+    tensors: internal tensor names for every model of the family (see
+      `tfc_perception.pretrained.load`), or None.
   """
   from tfc_perception import pretrained  # pylint: disable=g-import-not-at-top
   family = {}
@@ -286,7 +288,8 @@ def pretrained_family(qualities: Sequence[int], distortions: Sequence[str],
     for q in qualities:
       for d in distortions:
         family[(d, int(q))] = pretrained.load(
-            f"bmshj2018-factorized-{d}-{int(q)}", offline=not allow_download)
+            f"bmshj2018-factorized-{d}-{int(q)}", offline=not allow_download,
+            tensors=tensors)
   except (pretrained.OfflineError, pretrained.DownloadError,
           pretrained.ChecksumError, FileNotFoundError, OSError) as e:
     log(f"pretrained models not available ({str(e).splitlines()[0]})")
@@ -322,7 +325,8 @@ def trained_family(ctx, train_spec: dict, qualities: Sequence[int],
 
 
 def factorized_family(ctx, cfg: dict, distortions: Sequence[str] = ("mse",
-                                                                  "msssim")):
+                                                                  "msssim"),
+                      tensors=None):
   """The model family an experiment config asks for.
 
   Args:
@@ -334,6 +338,8 @@ def factorized_family(ctx, cfg: dict, distortions: Sequence[str] = ("mse",
       "images" and "test_images" (the Kodak images NOT in test_images train
       the fallback models).
     distortions: training distortions of the family.
+    tensors: internal tensor names of the pretrained models (ignored, and
+      logged, when the family is trained here).
 
   Returns:
     (source, family): source is "pretrained bmshj2018-factorized" or
@@ -355,13 +361,17 @@ def factorized_family(ctx, cfg: dict, distortions: Sequence[str] = ("mse",
   if source in ("pretrained", "auto"):
     family = pretrained_family(
         qualities, distortions,
-        source == "pretrained" and cfg.get("allow_download", False), ctx.log)
+        source == "pretrained" and cfg.get("allow_download", False), ctx.log,
+        tensors=tensors)
     if family is not None:
       return "pretrained bmshj2018-factorized", family
     if source == "pretrained":
       raise RuntimeError("models='pretrained' but the bmshj2018 models are "
                          "not available; run bin/download first, or use "
                          "models='auto' / 'trained'.")
+  if tensors:
+    ctx.log(f"tensors {tensors} not used: they name tensors of the pretrained "
+            "graphs, and the models are trained here")
   train_files, _ = kodak_split(cfg["images"], cfg["test_images"])
   if not train_files:
     raise ValueError("no Kodak training images left: test_images covers "

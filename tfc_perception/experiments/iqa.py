@@ -31,6 +31,10 @@ and ONE distorted image, so with `skip_missing` one pair is evaluated and no
 correlation can be computed (they are NaN, with the reason in results.json);
 give a full TID2013 download with `--set root=/path/to/tid2013`.
 
+Where the pretrained graphs defeat tensor discovery, name their tensors with
+`--set tensors=latent=NAME,latent_hat=NAME,...` (the same for every model of
+the family; docs/pretrained.md).
+
 Outputs: evaluation/ (pairs.csv, summary.csv, summary.json, models.csv,
 manifest.json of evaluate_iqa, and its cache), fig3_srcc.png (|SRCC| against
 rate; only with >= 3 pairs), fig3_induced_vs_rate.png (the induced distances
@@ -131,7 +135,8 @@ def run(ctx: runner.RunContext) -> Dict:
                      "images are both present; give the dataset folder with "
                      "--set root=PATH.")
   distortions = [str(d) for d in cfg["distortions"]]
-  used, family = _images.factorized_family(ctx, cfg, distortions)
+  used, family = _images.factorized_family(ctx, cfg, distortions,
+                                           tensors=cfg["tensors"])
   prefix = ("bmshj2018-factorized" if used.startswith("pretrained") else
             "factorized")
   qualities = sorted({q for _, q in family})
@@ -207,6 +212,9 @@ _COMMON = {
     "base": "mse", "latent": "unquantized", "batch_size": 2, "seed": 0,
     "distortions": ["mse", "msssim"],
     "images": "shared:kodak", "test_images": list(range(1, 13)),
+    # Internal tensors of the pretrained graphs where discovery fails:
+    # "role=name,..." or {role: name} (docs/pretrained.md).
+    "tensors": None,
 }
 
 CONFIGS = {

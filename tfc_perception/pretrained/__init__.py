@@ -11,6 +11,8 @@ synthesis, call, reconstruct, compress, decompress). See docs/pretrained.md.
 import os
 from typing import List, Optional, Sequence
 
+from tfc_perception.pretrained import checks
+from tfc_perception.pretrained import tensors as tensors_lib
 from tfc_perception.pretrained.downloader import ChecksumError
 from tfc_perception.pretrained.downloader import download
 from tfc_perception.pretrained.downloader import download_dataset
@@ -23,7 +25,7 @@ from tfc_perception.pretrained.registry import Registry
 
 __all__ = [
     "list_models", "list_artifacts", "download", "download_models",
-    "download_dataset", "load", "decompress_tfci", "Registry",
+    "download_dataset", "load", "list_tensors", "decompress_tfci", "Registry",
     "default_registry", "resolve_cache_dir", "read_manifest", "DownloadError",
     "ChecksumError", "OfflineError",
 ]
@@ -108,7 +110,8 @@ def list_artifacts(cache_dir: Optional[str] = None,
 
 def load(name_or_path, cache_dir: Optional[str] = None,
          url_prefix: Optional[str] = None, offline: bool = False, *,
-         registry: Optional[Registry] = None, **download_kwargs):
+         registry: Optional[Registry] = None, tensors=None,
+         **download_kwargs):
   """Loads a pretrained model with the project's model interface.
 
   Args:
@@ -120,14 +123,23 @@ def load(name_or_path, cache_dir: Optional[str] = None,
         (delegated to `tfc_perception.models.load_model`).
     cache_dir, url_prefix, offline: see `download`.
     registry: a `Registry` (default: the shipped one).
+    tensors: internal tensors of a tfci model to use instead of those found
+      by structure, for any subset of the roles image, latent, latent_hat,
+      reconstruction: {role: name} or "role=name,..." (names as listed by
+      `bin/download tensors MODEL`). They override the registry entry's
+      `tensors`. Not accepted for saved project models.
     **download_kwargs: timeout, retries, backoff, progress.
 
   Returns:
-    A `tfci.TfciModel` or the loaded Keras model.
+    A `tfci.TfciModel` or the loaded Keras model. A `TfciModel` has run (or,
+    for a registry model, read from `<cached file>.check.json`) its
+    first-load self-check (`model.check`); see docs/pretrained.md.
 
   Raises:
     ValueError: unknown name / not a model (message lists what is accepted),
-      or a metagraph whose structure could not be understood.
+      a metagraph whose signatures could not be understood, or `tensors`
+      that do not exist or do not fit their role (one line naming the role
+      and the nearest candidates).
     FileNotFoundError, OfflineError, DownloadError: see `download`.
   """
   if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
@@ -135,15 +147,26 @@ def load(name_or_path, cache_dir: Optional[str] = None,
                      f"got {name_or_path!r}.")
   reg = registry or default_registry()
   name = os.fspath(name_or_path)
+  given = tensors_lib.parse_tensors(tensors)
   from tfc_perception.pretrained import tfci  # pylint: disable=g-import-not-at-top
   if name in reg and reg.get(name).kind == "model":
     art = reg.get(name)
     path = download(name, cache_dir, url_prefix, offline, registry=reg,
                     **download_kwargs)
     from tfc_perception.pretrained import downloader as dl  # pylint: disable=g-import-not-at-top
+    known = reg.model_tensors(name)
+    sources = dict({r: "registry" for r in known}, **{r: "given"
+                                                      for r in given})
     return tfci.TfciModel(path, name=name, distortion=art.get("metric"),
-                          sha256=art.sha256 or dl.sha256_file(path))
+                          sha256=art.sha256 or dl.sha256_file(path),
+                          tensors=dict(known, **given),
+                          tensor_sources=sources,
+                          check_record=path + checks.SUFFIX)
   if os.path.isdir(name):
+    if given:
+      raise ValueError(f"tensors= names tensors of tfci .metagraph models; "
+                       f"{name} is a directory (a model saved by bin/train), "
+                       "whose parts are its Keras layers.")
     try:
       from tfc_perception.models import load_model  # pylint: disable=g-import-not-at-top
     except ImportError as e:
@@ -152,11 +175,52 @@ def load(name_or_path, cache_dir: Optional[str] = None,
           f"tfc_perception.models.load_model is not available: {e}") from e
     return load_model(name)
   if os.path.isfile(name):
-    return tfci.TfciModel(name)
+    return tfci.TfciModel(name, tensors=given)
   raise ValueError(
       f"{name!r} is neither a registry model nor an existing path; accepted: "
       f"{', '.join(reg.model_names())}, a .metagraph file, or a directory "
       "saved by bin/train.")
+
+
+def list_tensors(name_or_path, cache_dir: Optional[str] = None,
+                 url_prefix: Optional[str] = None, offline: bool = False, *,
+                 registry: Optional[Registry] = None, tensors=None,
+                 **download_kwargs) -> dict:
+  """Every tensor of a tfci model's graph, with the roles marked, as tfc's
+  `tfci.py tensors` lists them (for `bin/download tensors MODEL`): step 1
+  of naming the tensors where discovery fails (docs/pretrained.md).
+
+  Args:
+    name_or_path: a registry model name or a .metagraph file.
+    cache_dir, url_prefix, offline, registry, tensors, **download_kwargs:
+      see `load`.
+
+  Returns:
+    {"model", "path", "sha256",
+     "roles": {role: {"tensor": name or None, "source": "discovered" |
+               "given" | "registry" | None, "error": why not found}},
+     "reconstruction_scale", "check": the first-load self-check (None if
+     a role is missing),
+     "rows": `tensors.tensor_rows` (name, op, dtype, shape, side, roles,
+             candidate_for), sorted by name}.
+
+  Raises:
+    ValueError: not a tfci model (a saved project directory), or see `load`.
+  """
+  if os.path.isdir(os.fspath(name_or_path)):
+    raise ValueError(f"{name_or_path} is a directory (a model saved by "
+                     "bin/train), not a tfci .metagraph model; its parts are "
+                     "its Keras layers.")
+  model = load(name_or_path, cache_dir, url_prefix, offline,
+               registry=registry, tensors=tensors, **download_kwargs)
+  d = model.tensors
+  return {
+      "model": model.model_name, "path": model.path, "sha256": model.sha256,
+      "roles": {r: {"tensor": t, "source": d.sources.get(r) if t else None,
+                    "error": None if t else d.errors.get(r)}
+                for r, t in d.roles().items()},
+      "reconstruction_scale": d.reconstruction_scale, "check": model.check,
+      "rows": model.tensor_rows()}
 
 
 def decompress_tfci(path, cache_dir: Optional[str] = None,

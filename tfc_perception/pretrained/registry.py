@@ -9,6 +9,12 @@ asserts the two files are byte-identical.
 An artefact is one file: a model (`models.items`) or a dataset file
 (`datasets.<name>.items`). A dataset without `items` but with
 `manual_download: true` (TID2013) is only described, never fetched.
+
+A model entry may name its internal tensors where structure discovery
+fails or picks a wrong one (`"tensors": {"latent": "analysis/...:0"}`), and
+`models.tensors_by_family` names them for every model of a family
+(`{"bmshj2018-factorized": {...}}`, the entries' `family`); an entry's own
+names win. See `tensors.py` for the roles.
 """
 
 import dataclasses
@@ -16,6 +22,8 @@ import json
 import os
 import re
 from typing import Dict, List, Optional, Tuple
+
+from tfc_perception.pretrained import tensors as tensors_lib
 
 __all__ = ["Artifact", "Registry", "default_registry", "REGISTRY_PATH"]
 
@@ -88,6 +96,13 @@ class Registry:
     models = self.data.get("models", {}).get("items", [])
     for item in models:
       self.models.append(self._add(item, "model", "models"))
+      self._tensors(item.get("tensors"), item["name"])
+    by_family = self.data.get("models", {}).get("tensors_by_family") or {}
+    if not isinstance(by_family, dict):
+      raise ValueError(f"registry {self.path}: models.tensors_by_family must "
+                       "map a family name to {role: tensor name}.")
+    self._family_tensors = {f: self._tensors(t, f"family {f}")
+                            for f, t in by_family.items()}
     for dname, dset in self.data.get("datasets", {}).items():
       if dset.get("manual_download"):
         self.manual[dname] = dset
@@ -115,6 +130,23 @@ class Registry:
                    info)
     self._artifacts[art.name] = art
     return art
+
+  def _tensors(self, spec, where: str) -> Dict[str, str]:
+    if spec is not None and not isinstance(spec, dict):
+      raise ValueError(f"registry {self.path}: {where}: tensors must be an "
+                       f"object {{role: tensor name}}, got {spec!r}.")
+    try:
+      return tensors_lib.parse_tensors(spec)
+    except ValueError as e:
+      raise ValueError(f"registry {self.path}: {where}: {e}") from e
+
+  def model_tensors(self, name: str) -> Dict[str, str]:
+    """{role: tensor name} the registry gives for model `name`: its
+    family's `tensors_by_family` entry, overridden by its own `tensors`."""
+    art = self.get(name)
+    out = dict(self._family_tensors.get(art.get("family"), {}))
+    out.update(tensors_lib.parse_tensors(art.get("tensors")))
+    return out
 
   def model_names(self) -> List[str]:
     return [m.name for m in self.models]

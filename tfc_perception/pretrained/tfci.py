@@ -10,16 +10,18 @@ one under TF2 exactly like tfc's `tfci.py` (`tf.compat.v1.wrap_function` +
 (analysis / quantize / synthesis / call / reconstruct / compress /
 decompress).
 
-The internal tensors (latent y before quantisation, the quantised symbols,
+The internal tensors (the float image, the latent y before quantisation,
 the dequantised latent y_hat and the float reconstruction) are found by the
-graph's structure, never by name; `discover_tensors` documents the algorithm
-(also in docs/pretrained.md). The .tfci container is a tf.train.Example
-written by `tfc.PackedTensors` (feature "MD" = model name, then one feature
-per sender output, in sorted signature-key order), so files are interchangeable
-with tfc's `tfci.py compress/decompress`.
+graph's structure, never by name (`discover_tensors` documents the
+algorithm, also in docs/pretrained.md), or named by the user where the
+structure defeats discovery (`tensors.py`); they are checked once against
+the graph's own codec (`TfciModel.self_check`, remembered by `checks.py`).
+The .tfci container is a tf.train.Example written by `tfc.PackedTensors`
+(feature "MD" = model name, then one feature per sender output, in sorted
+signature-key order), so files are interchangeable with tfc's
+`tfci.py compress/decompress`.
 """
 
-import collections
 import dataclasses
 import logging
 import os
@@ -30,6 +32,10 @@ import tensorflow as tf
 import tensorflow_compression as tfc  # noqa: F401  registers the range coder ops
 
 from tfc_perception import _io
+from tfc_perception.pretrained import checks
+from tfc_perception.pretrained import downloader
+from tfc_perception.pretrained import tensors as tensors_lib
+from tfc_perception.pretrained.tensors import Graph
 
 __all__ = [
     "read_metagraph", "signature_tensors", "SignatureTensors",
@@ -80,46 +86,6 @@ def read_metagraph(path, source: Optional[str] = None):
   return metagraph
 
 
-class _Graph:
-  """Adjacency of a tf.Graph over data edges (control edges ignored)."""
-
-  def __init__(self, graph):
-    self.graph = graph
-    self.consumers = collections.defaultdict(list)
-    for op in graph.get_operations():
-      for t in op.inputs:
-        self.consumers[t.name].append(op)
-
-  def ancestors(self, tensors) -> Dict[tf.Operation, int]:
-    """BFS upstream: op -> distance (in ops) from the nearest root tensor."""
-    depth = {}
-    queue = collections.deque()
-    for t in tensors:
-      if t.op not in depth:
-        depth[t.op] = 0
-        queue.append(t.op)
-    while queue:
-      op = queue.popleft()
-      for t in op.inputs:
-        if t.op not in depth:
-          depth[t.op] = depth[op] + 1
-          queue.append(t.op)
-    return depth
-
-  def descendants(self, tensors) -> Set[tf.Operation]:
-    """Ops reachable downstream of `tensors` (including their own ops)."""
-    seen = set(t.op for t in tensors)
-    queue = collections.deque(seen)
-    while queue:
-      op = queue.popleft()
-      for out in op.outputs:
-        for c in self.consumers[out.name]:
-          if c not in seen:
-            seen.add(c)
-            queue.append(c)
-    return seen
-
-
 def _low_rank(t) -> bool:
   """True for tensors known to be scalars/vectors (shape arithmetic), which
   cannot be an image latent."""
@@ -146,34 +112,46 @@ def _is_const_near(t, target, rtol=1e-3) -> bool:
 
 @dataclasses.dataclass
 class DiscoveredTensors:
-  """Graph tensors found by `discover_tensors` (names in the imported graph).
+  """The graph tensors a `TfciModel` uses (names in the imported graph).
 
   Attributes:
     image: sender uint8 image input.
-    image_float: float image in [0, 1] right after the uint8 -> float /255
-      scaling (None if not found).
     sender_outputs / receiver_inputs: signature tensors in sorted key order.
     reconstruction_uint8: receiver uint8 output.
-    latent: y, the float latent before quantisation (analysis output).
-    symbols: sender-side integer symbols (rounded latent) fed to the coder.
-    decoded_symbols: receiver-side integer symbols out of the decoder.
-    latent_hat: dequantised latent y_hat (synthesis input).
-    reconstruction: float reconstruction (synthesis output, nominal [0, 1],
-      before scaling to [0, 255], rounding, clipping and cropping).
+    image_float: role "image": float image in [0, 1] right after the
+      uint8 -> float /255 scaling (None if not found).
+    latent: role "latent": y, the float latent before quantisation.
+    latent_hat: role "latent_hat": dequantised latent y_hat (synthesis
+      input).
+    reconstruction: role "reconstruction": float reconstruction (synthesis
+      output, before scaling to [0, 255], rounding, clipping and cropping).
     reconstruction_scale: factor mapping `reconstruction` to [0, 1] (1, or
       1/255 for a graph that converts to uint8 without multiplying by 255).
+    sources: role -> "discovered", "given" (tensors=) or "registry".
+    errors: role -> why discovery found nothing (roles not found).
   """
   image: str
-  image_float: Optional[str]
   sender_outputs: List[str]
   receiver_inputs: List[str]
   reconstruction_uint8: str
-  latent: str
-  symbols: str
-  decoded_symbols: str
-  latent_hat: str
-  reconstruction: str
+  image_float: Optional[str] = None
+  latent: Optional[str] = None
+  latent_hat: Optional[str] = None
+  reconstruction: Optional[str] = None
   reconstruction_scale: float = 1.0
+  sources: Dict[str, str] = dataclasses.field(default_factory=dict)
+  errors: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+  def roles(self) -> Dict[str, Optional[str]]:
+    """{role: tensor name or None} for `tensors.ROLES`."""
+    return {"image": self.image_float, "latent": self.latent,
+            "latent_hat": self.latent_hat,
+            "reconstruction": self.reconstruction}
+
+  def missing(self) -> List[str]:
+    """The required roles (latent, latent_hat, reconstruction) not known."""
+    roles = self.roles()
+    return [r for r in tensors_lib.REQUIRED_ROLES if roles[r] is None]
 
   def as_dict(self):
     return dataclasses.asdict(self)
@@ -247,58 +225,11 @@ def _shape_sources(tensors) -> Set[str]:
   return found
 
 
-def discover_tensors(graph, metagraph) -> DiscoveredTensors:
-  """Finds the model's internal tensors by structure (op types, dtypes,
-  signature wiring), never by name.
-
-  Sender side (latent y):
-    1. The image is the sender's only uint8 input; the bit strings are the
-       sender's tf.string outputs.
-    2. The quantiser is the rounding op (Round/Rint/Floor, not of known
-       rank < 3, which would be shape arithmetic) that is both
-       downstream of the image and upstream of the bit strings, nearest
-       (fewest ops, breadth-first over data edges, through loops and
-       TensorArray flows) to the strings.
-    3. From the quantiser's input, walk upstream through offset ops
-       (Identity, float Cast, Add/AddV2/Sub whose other operand does not
-       depend on the image - the entropy model's median/offset) - e.g. tfc 1.x
-       `floor(y + (0.5 - medians))`, tfc 2.x `round(y - offset)`. If a tensor
-       on that walk is the argument of a `Shape` op exported as a sender
-       output (`tf.shape(y)[1:-1]`), it is y; otherwise the walk's end is y.
-    4. The sender symbols are the integer Cast of the quantiser output.
-  Receiver side:
-    5. From the uint8 output walk upstream through the "to pixels" ops: casts,
-       Round/Floor, clipping (ClipByValue/Maximum/Minimum with constant
-       bounds), one multiplication by a constant 255 or 255.5 (the latter
-       is tf.image.convert_image_dtype), addition of 0.5 after that
-       multiplication (rounding as floor/cast(v + 0.5)), and cropping
-       (StridedSlice/Slice whose bounds depend on the receiver's shape
-       inputs but not on the received strings - so a transposed
-       convolution's internal crop is not crossed - or that drop the batch
-       axis; Squeeze/ExpandDims). The first op that is none of these
-       produced the float reconstruction.
-    6. Among the reconstruction's ancestors downstream of the received
-       strings, the integer -> float Cast (not of known rank < 3) farthest
-       from the reconstruction is
-       the dequantisation: its input is the decoded symbols; walking
-       downstream through offset additions (+ medians/offset) gives y_hat.
-
-  Args:
-    graph: the imported graph (e.g. `wrap_function(...).graph`).
-    metagraph: the MetaGraphDef (for the signature wiring).
-
-  Returns:
-    A `DiscoveredTensors`.
-
-  Raises:
-    ValueError: the graph does not have the expected structure (the message
-      says which step failed).
-  """
-  g = _Graph(graph)
-  sig = signature_tensors(graph, metagraph)
-  s_out = [graph.as_graph_element(n) for n in sig.sender_outputs]
-  r_in = [graph.as_graph_element(n) for n in sig.receiver_inputs]
-  image = graph.as_graph_element(sig.image)
+def _find_latent(g: Graph, sig: SignatureTensors):
+  """Steps 1-3: the latent y, upstream of the quantiser nearest to the
+  sender's bit strings."""
+  s_out = [g.tensor(n) for n in sig.sender_outputs]
+  image = g.tensor(sig.image)
   strings = [t for t in s_out if t.dtype == tf.string]
   down_image = g.descendants([image])
   up_strings = g.ancestors(strings)
@@ -309,8 +240,6 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
     raise ValueError("found no rounding op (Round/Rint/Floor) between the "
                      "sender's image input and its bit strings.")
   quant = min(quantizers, key=lambda op: (up_strings[op], op.name))
-
-  # Step 3: walk from the quantiser input through offset ops.
   chain = [quant.inputs[0]]
   for _ in range(6):
     t = chain[-1]
@@ -331,20 +260,19 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
   latent = linked[0] if linked else chain[-1]
   if not latent.dtype.is_floating:
     raise ValueError(f"latent candidate {latent.name} is not float.")
-  symbols = quant.outputs[0]
-  for c in g.consumers[symbols.name]:
-    if c.type == "Cast" and c.outputs[0].dtype.is_integer and c in up_strings:
-      symbols = c.outputs[0]
-      break
+  return latent
 
-  # Float image after the /255 scaling (to feed float images exactly).
-  image_float = None
-  t = image
+
+def _find_image_float(g: Graph, sig: SignatureTensors):
+  """Step 4: the float image in [0, 1] after the graph's /255 (or None)."""
+  s_out = [g.tensor(n) for n in sig.sender_outputs]
+  up_strings = g.ancestors([t for t in s_out if t.dtype == tf.string])
+  t = g.tensor(sig.image)
   for _ in range(6):
     cons = [c for c in g.consumers[t.name]
             if c.type not in ("Shape", "Size", "Rank") and c in up_strings]
     if len(cons) != 1:
-      break
+      return None
     c = cons[0]
     if c.type in ("Cast", "ExpandDims", "Identity", "Reshape") or (
         c.type == "StridedSlice" and c.get_attr("new_axis_mask")):
@@ -352,19 +280,22 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
       continue
     if c.type in ("RealDiv", "Div", "Truediv") and _is_const_near(
         c.inputs[1], 255.0):
-      image_float = c.outputs[0]
-    elif c.type == "Mul" and any(
+      return c.outputs[0]
+    if c.type == "Mul" and any(
         i is not t and _is_const_near(i, 1 / 255) for i in c.inputs):
-      image_float = c.outputs[0]
-    break
+      return c.outputs[0]
+    return None
+  return None
 
-  # Receiver side.
-  out = graph.as_graph_element(sig.reconstruction_uint8)
-  r_strings = [t for t in r_in if t.dtype == tf.string]
-  down_strings = g.descendants(r_strings)
+
+def _find_reconstruction(g: Graph, sig: SignatureTensors):
+  """Step 5: walk up from the uint8 output through the "to pixels" ops."""
+  r_in = [g.tensor(n) for n in sig.receiver_inputs]
+  out = g.tensor(sig.reconstruction_uint8)
+  down_strings = g.descendants([t for t in r_in if t.dtype == tf.string])
   down_inputs = g.descendants(r_in)
   t = out
-  scale = None  # the constant ~255 crossed (pixel domain -> [0, 1] domain)
+  crossed_255 = False
   for _ in range(32):
     op = t.op
     nxt = None
@@ -378,10 +309,10 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
       if len(dep) == 1 and len(other) == 1:
         if op.type in ("Maximum", "Minimum"):
           nxt = dep[0]
-        elif op.type == "Mul" and scale is None and _is_const_near(
+        elif op.type == "Mul" and not crossed_255 and _is_const_near(
             other[0], 255.5, rtol=0.004):  # 255 (round) or 255.5 (tf.image)
-          nxt, scale = dep[0], float(np.mean(_static_value(other[0])))
-        elif op.type in ("Add", "AddV2") and scale is None and (
+          nxt, crossed_255 = dep[0], True
+        elif op.type in ("Add", "AddV2") and not crossed_255 and (
             _is_const_near(other[0], .5)):  # rounding as floor/cast(v + .5)
           nxt = dep[0]
     elif op.type in ("StridedSlice", "Slice"):
@@ -397,14 +328,18 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
     if nxt is None:
       break
     t = nxt
-  reconstruction = t
-  if scale is None:
-    logging.warning("no multiplication by 255 before the uint8 output: "
-                    "taking %s to be in [0, 255]", t.name)
-  if not reconstruction.dtype.is_floating or reconstruction.op not in (
-      down_strings):
+  if not t.dtype.is_floating or t.op not in down_strings:
     raise ValueError("could not find the float reconstruction before the "
                      f"uint8 conversion (stopped at {t.name}, op {t.op.type}).")
+  return t
+
+
+def _find_latent_hat(g: Graph, sig: SignatureTensors, reconstruction):
+  """Step 6: the dequantisation cast farthest upstream of the
+  reconstruction, then downstream through constant offsets."""
+  r_in = [g.tensor(n) for n in sig.receiver_inputs]
+  down_strings = g.descendants([t for t in r_in if t.dtype == tf.string])
+  down_inputs = g.descendants(r_in)
   up_rec = g.ancestors([reconstruction])
   casts = [op for op in up_rec if op.type == "Cast" and op in down_strings
            and op.inputs[0].dtype.is_integer
@@ -412,9 +347,9 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
            and not _low_rank(op.outputs[0])]
   if not casts:
     raise ValueError("found no integer -> float dequantisation (Cast) between "
-                     "the received strings and the reconstruction.")
-  cast = max(casts, key=lambda op: (up_rec[op], op.name))
-  latent_hat = cast.outputs[0]
+                     "the received strings and the reconstruction "
+                     f"{reconstruction.name}.")
+  latent_hat = max(casts, key=lambda op: (up_rec[op], op.name)).outputs[0]
   for _ in range(4):
     cons = [c for c in g.consumers[latent_hat.name] if c in up_rec]
     if len(cons) != 1:
@@ -429,15 +364,126 @@ def discover_tensors(graph, metagraph) -> DiscoveredTensors:
       latent_hat = c.outputs[0]
     else:
       break
+  return latent_hat
+
+
+def _pixel_scale(g: Graph, reconstruction, out) -> float:
+  """1 if a multiplication by a constant ~255 (255.5 for tf.image) lies
+  between `reconstruction` and the uint8 output (it is in [0, 1]), else
+  1/255 (it is taken to be in [0, 255])."""
+  between = g.descendants([reconstruction]).intersection(g.ancestors([out]))
+  between.discard(reconstruction.op)
+  for op in between:
+    if op.type == "Mul" and any(
+        i.op not in between and i is not reconstruction
+        and _is_const_near(i, 255.5, rtol=0.004) for i in op.inputs):
+      return 1.0
+  logging.warning("no multiplication by 255 between %s and the uint8 output: "
+                  "taking it to be in [0, 255]", reconstruction.name)
+  return 1 / 255.
+
+
+def discover_tensors(graph, metagraph,
+                     given: Optional[Dict[str, str]] = None,
+                     sources: Optional[Dict[str, str]] = None
+                     ) -> DiscoveredTensors:
+  """Finds the model's internal tensors by structure (op types, dtypes,
+  signature wiring), never by name, except those `given`.
+
+  Sender side:
+    1. The image is the sender's only uint8 input; the bit strings are the
+       sender's tf.string outputs.
+    2. The quantiser is the rounding op (Round/Rint/Floor, not of known
+       rank < 3, which would be shape arithmetic) that is both
+       downstream of the image and upstream of the bit strings, nearest
+       (fewest ops, breadth-first over data edges, through loops and
+       TensorArray flows) to the strings.
+    3. latent: from the quantiser's input, walk upstream through offset ops
+       (Identity, float Cast, Add/AddV2/Sub whose other operand does not
+       depend on the image - the entropy model's median/offset) - e.g. tfc 1.x
+       `floor(y + (0.5 - medians))`, tfc 2.x `round(y - offset)`. If a tensor
+       on that walk is the argument of a `Shape` op exported as a sender
+       output (`tf.shape(y)[1:-1]`), it is y; otherwise the walk's end is y.
+    4. image: from the uint8 image through Cast/ExpandDims/Identity/Reshape/
+       new-axis slices to a division by 255 (or multiplication by 1/255).
+  Receiver side:
+    5. reconstruction: from the uint8 output walk upstream through the "to
+       pixels" ops: casts, Round/Floor, clipping (ClipByValue/Maximum/Minimum
+       with constant bounds), one multiplication by a constant 255 or 255.5
+       (the latter is tf.image.convert_image_dtype), addition of 0.5 after
+       that multiplication (rounding as floor/cast(v + 0.5)), and cropping
+       (StridedSlice/Slice whose bounds depend on the receiver's shape
+       inputs but not on the received strings - so a transposed
+       convolution's internal crop is not crossed - or that drop the batch
+       axis; Squeeze/ExpandDims). The first op that is none of these
+       produced the float reconstruction. It is taken to be in [0, 1] if a
+       multiplication by 255 lies between it and the output, else in
+       [0, 255].
+    6. latent_hat: among the reconstruction's ancestors downstream of the
+       received strings, the integer -> float Cast (not of known rank < 3)
+       farthest from the reconstruction is the dequantisation; walking
+       downstream through offset additions (+ medians/offset) gives y_hat.
+
+  Args:
+    graph: the imported graph (e.g. `wrap_function(...).graph`).
+    metagraph: the MetaGraphDef (for the signature wiring).
+    given: {role: tensor name} to use instead of discovering them (see
+      `tensors.ROLES`; validate them first with `tensors.validate_tensors`).
+      A given reconstruction is where step 6 starts.
+    sources: {role: "given" | "registry"} for the given roles.
+
+  Returns:
+    A `DiscoveredTensors`. A role that neither was given nor could be found
+    is None, with the failed step's message in `errors[role]`.
+
+  Raises:
+    ValueError: the signatures themselves are unusable (see
+      `signature_tensors`).
+  """
+  g = graph if isinstance(graph, Graph) else Graph(graph)
+  sig = signature_tensors(g.graph, metagraph)
+  given = dict(given or {})
+  found: Dict[str, Optional[str]] = {}
+  src = {r: (sources or {}).get(r, "given") for r in given}
+  errors: Dict[str, str] = {}
+
+  def attempt(role, fn):
+    if role in given:
+      return g.tensor(given[role])
+    try:
+      t = fn()
+    except ValueError as e:
+      errors[role] = str(e)
+      return None
+    if t is not None:
+      src[role] = "discovered"
+    return t
+
+  latent = attempt("latent", lambda: _find_latent(g, sig))
+  image = attempt("image", lambda: _find_image_float(g, sig))
+  if image is None and "image" not in errors:
+    errors["image"] = ("found no division of the uint8 image by 255; float "
+                       "images are quantised to uint8 for the analysis")
+  recon = attempt("reconstruction", lambda: _find_reconstruction(g, sig))
+  if recon is None and "latent_hat" not in given:
+    errors["latent_hat"] = "needs the reconstruction, which was not found"
+    latent_hat = None
+  else:
+    latent_hat = attempt("latent_hat", lambda: _find_latent_hat(g, sig, recon))
+  for role, t in (("image", image), ("latent", latent),
+                  ("latent_hat", latent_hat), ("reconstruction", recon)):
+    found[role] = t.name if t is not None else None
+  out = g.tensor(sig.reconstruction_uint8)
   return DiscoveredTensors(
-      image=image.name,
-      image_float=image_float.name if image_float is not None else None,
-      sender_outputs=[t.name for t in s_out],
-      receiver_inputs=[t.name for t in r_in],
-      reconstruction_uint8=out.name, latent=latent.name, symbols=symbols.name,
-      decoded_symbols=cast.inputs[0].name, latent_hat=latent_hat.name,
-      reconstruction=reconstruction.name,
-      reconstruction_scale=1.0 if scale is not None else 1 / 255.)
+      image=sig.image, sender_outputs=list(sig.sender_outputs),
+      receiver_inputs=list(sig.receiver_inputs),
+      reconstruction_uint8=sig.reconstruction_uint8,
+      image_float=found["image"], latent=found["latent"],
+      latent_hat=found["latent_hat"], reconstruction=found["reconstruction"],
+      reconstruction_scale=(_pixel_scale(g, recon, out) if recon is not None
+                            else 1.0),
+      sources={r: s for r, s in src.items() if found.get(r)},
+      errors=errors)
 
 
 def _as_images(x, name="x"):
@@ -483,24 +529,42 @@ class TfciModel:
   Images are processed one at a time (the published graphs take a single
   image); batches are looped over and stacked.
 
+  On construction the internal tensors are found (`discover_tensors`, or
+  named by `tensors`) and, if all are known, checked once against the
+  graph's own codec (`self_check`): a result remembered for this metagraph
+  and these tensors is reused (`checks.py`: in memory, and in `check_record`
+  when given), otherwise the check runs and its result is remembered. While
+  the check has failed, analysis/quantize/synthesis/call raise a ValueError
+  with its reason; compress/decompress/reconstruct always work.
+
   Args:
     path: the `.metagraph` file.
     name: the model name written into .tfci files (tfc's tfci tool looks the
       model up by this name); default: the file name without `.metagraph`.
     distortion: the distortion the model was trained for ("mse", "msssim"),
       if known (from the registry).
-    sha256: the file's hash, for `get_config`.
+    sha256: the file's hash (computed if not given).
+    tensors: internal tensors to use instead of discovering them: {role:
+      name} or "role=name,..." (`tensors.parse_tensors`).
+    tensor_sources: {role: "given" | "registry"} for the `tensors` (default
+      "given").
+    check: run (or reuse) the first-load self-check.
+    check_record: file that stores check results (`pretrained.load` uses
+      `<cached metagraph>.check.json`); None keeps them in memory only.
 
   Raises:
-    FileNotFoundError, ValueError: unreadable metagraph or unexpected graph
-      structure (see `discover_tensors`).
+    FileNotFoundError, ValueError: unreadable metagraph, unusable
+      signatures, or a given tensor that does not exist or does not fit its
+      role (one line naming the role and the nearest candidates).
   """
 
   rate_unit = "bpp"
 
   def __init__(self, path, name: Optional[str] = None,
                distortion: Optional[str] = None,
-               sha256: Optional[str] = None):
+               sha256: Optional[str] = None, *, tensors=None,
+               tensor_sources: Optional[Dict[str, str]] = None,
+               check: bool = True, check_record: Optional[str] = None):
     path = os.fspath(path)
     self.metagraph = read_metagraph(path)
     model_name = name or os.path.basename(path)
@@ -511,7 +575,7 @@ class TfciModel:
     self.path = os.path.abspath(path)
     self.distortion = distortion
     self.lmbda = None  # not published for tfc's pretrained models
-    self.sha256 = sha256
+    self.sha256 = sha256 or downloader.sha256_file(path)
     metagraph = self.metagraph
     try:
       self._wrapped = tf.compat.v1.wrap_function(
@@ -520,42 +584,136 @@ class TfciModel:
       raise ValueError(f"{path}: importing the MetaGraphDef failed: "
                        f"{type(e).__name__}: {e}") from e
     self.signatures = signature_tensors(self._wrapped.graph, metagraph)
+    self._graph = tensors_lib.Graph(self._wrapped.graph)
     self._fns = {}
-    try:
-      self.tensors = discover_tensors(self._wrapped.graph, metagraph)
-      self.discovery_error = None
-    except ValueError as e:
-      # The codec (compress/decompress/reconstruct) needs only the
-      # signatures; analysis/quantize/synthesis/call report this error.
-      self.tensors = None
-      self.discovery_error = str(e)
-      logging.warning("%s: internal tensors not found (%s); only compress/"
-                      "decompress/reconstruct are available", model_name, e)
+    given = tensors_lib.validate_tensors(
+        self._graph, self.signatures, tensors_lib.parse_tensors(tensors),
+        model_name)
+    self.tensors = discover_tensors(
+        self._graph, metagraph, given=given,
+        sources={r: (tensor_sources or {}).get(r, "given") for r in given})
+    missing = self.tensors.missing()
+    self.discovery_error = "; ".join(
+        f"{r}: {self.tensors.errors.get(r, 'not found')}" for r in missing
+    ) or None
+    self.check_record = check_record
+    self.check = None
+    if missing:
+      logging.warning(
+          "%s: internal tensors not found (%s); only compress/decompress/"
+          "reconstruct are available. List candidates with `bin/download "
+          "tensors %s` and name them with --tensors role=name.", model_name,
+          self.discovery_error, model_name)
+    elif check:
+      self.check = self._first_load_check()
+
+  def _first_load_check(self) -> dict:
+    """The remembered self-check of the current tensors, else runs it."""
+    d = self.tensors
+    known = checks.lookup(self.check_record, self.sha256, d.roles(),
+                          d.reconstruction_scale)
+    if known is None:
+      try:
+        result = self.self_check()
+      except Exception as e:  # pylint: disable=broad-except
+        # Whatever stops the check is its result: the codec stays usable.
+        msg = " ".join(str(e).strip().splitlines()[:1])
+        result = {"ok": False, "max_abs_diff": None, "latent_shape": None,
+                  "image_max_abs_diff": None,
+                  "reason": f"the check could not run: {type(e).__name__}: "
+                            f"{msg}"}
+      known = checks.store(self.check_record, self.sha256, self.model_name,
+                           d.roles(), d.reconstruction_scale, result)
+    if not known["ok"]:
+      logging.warning("%s: first-load self-check failed: %s", self.model_name,
+                      known["reason"])
+    return known
+
+  def _resolved(self) -> DiscoveredTensors:
+    """The tensors, if every required role is known (no check gate)."""
+    d = self.tensors
+    missing = d.missing()
+    if missing:
+      raise ValueError(
+          f"{self.model_name}: the {'/'.join(missing)} tensor(s) could not be "
+          f"found in this graph ({self.discovery_error}); compress, "
+          "decompress and reconstruct still work. List the candidates with "
+          f"`bin/download tensors {self.model_name}` and name them with "
+          "tensors={role: name} or --tensors role=name (docs/pretrained.md).")
+    return d
 
   def _internals(self) -> DiscoveredTensors:
-    if self.tensors is None:
+    """The tensors for analysis/quantize/synthesis: known and checked."""
+    d = self._resolved()
+    c = self.check
+    if c is not None and not c["ok"]:
+      where = (f"stored in {c['stored_in']}" if c.get("stored_in") else
+               "kept in memory")
       raise ValueError(
-          f"{self.model_name}: the latent/reconstruction tensors could not be "
-          f"found in this graph ({self.discovery_error}); compress, "
-          "decompress and reconstruct still work.")
-    return self.tensors
+          f"{self.model_name}: analysis/quantize/synthesis are refused: the "
+          f"first-load self-check of the tensors {c['tensors']} failed: "
+          f"{c['reason']} (result {where}). compress, decompress and "
+          "reconstruct still work. Find the right tensors with `bin/download "
+          f"tensors {self.model_name}` and pass them with tensors={{role: "
+          "name}} or --tensors role=name (docs/pretrained.md).")
+    return d
 
   def _t(self, name):
     return self._wrapped.graph.as_graph_element(name)
 
   def _fn(self, key, feeds, fetches):
+    key = (key, tuple(feeds), tuple(fetches))
     if key not in self._fns:
       try:
         self._fns[key] = self._wrapped.prune(
             [self._t(n) for n in feeds], [self._t(n) for n in fetches])
       except Exception as e:  # pylint: disable=broad-except
         raise ValueError(
-            f"{self.model_name}: cannot build the {key} function from "
-            f"{feeds} to {fetches}: {type(e).__name__}: "
+            f"{self.model_name}: cannot build the {key[0]} function from "
+            f"{list(feeds)} to {list(fetches)}: {type(e).__name__}: "
             f"{str(e).strip().splitlines()[0]}") from e
     return self._fns[key]
 
+  def _coder_fns(self, d: DiscoveredTensors):
+    """(sender from the latent, receiver to latent_hat): the graph's own
+    quantiser, range coder and dequantiser between y and y_hat."""
+    s_out, r_in = self.signatures.sender_outputs, self.signatures.receiver_inputs
+    if len(s_out) != len(r_in):
+      raise ValueError(
+          f"{self.model_name}: the sender has {len(s_out)} outputs but the "
+          f"receiver {len(r_in)} inputs; tfci pairs them in sorted key order.")
+    g = self._graph
+    latent = g.tensor(d.latent)
+    up_hat = g.ancestors([g.tensor(d.latent_hat)])
+    need = [i for i, n in enumerate(r_in) if g.tensor(n).op in up_hat]
+    image_op = g.tensor(self.signatures.image).op
+    for i in need:
+      if image_op in g.ancestors([g.tensor(s_out[i])], stop=[latent.op]):
+        raise ValueError(
+            f"{self.model_name}: latent_hat needs the sender output "
+            f"{s_out[i]}, which depends on the image other than through the "
+            f"latent {d.latent}; name the tensor the bit strings are coded "
+            f"from (`bin/download tensors {self.model_name}`).")
+    return (self._fn("quantize (sender)", [d.latent], [s_out[i] for i in need]),
+            self._fn("quantize (receiver)", [r_in[i] for i in need],
+                     [d.latent_hat]))
+
   # -- the model interface -------------------------------------------------
+
+  def _analysis(self, x, d: DiscoveredTensors):
+    if x.dtype == tf.uint8 or d.image_float is None:
+      if x.dtype != tf.uint8:
+        logging.warning("%s: no float image input found in the graph; "
+                        "quantising the float image to uint8", self.model_name)
+        x = tf.cast(tf.round(tf.clip_by_value(x, 0., 1.) * 255.), tf.uint8)
+      fn, feed = self._fn("analysis", [d.image], [d.latent]), self._t(d.image)
+    else:
+      x = tf.cast(x, self._t(d.image_float).dtype)
+      fn = self._fn("analysis", [d.image_float], [d.latent])
+      feed = self._t(d.image_float)
+    ys = [_batched(fn(_feed(x[i:i + 1], feed, image=True))[0], 4)
+          for i in range(x.shape[0])]
+    return tf.cast(tf.concat(ys, 0), tf.float32)
 
   def analysis(self, x):
     """Latent y (float, before quantisation) of images x [N, H, W, 3].
@@ -567,40 +725,39 @@ class TfciModel:
       float32 [N, h, w, M].
     """
     x = _as_images(x)
-    d = self._internals()
-    if x.dtype == tf.uint8 or d.image_float is None:
-      if x.dtype != tf.uint8:
-        logging.warning("%s: no float image input found in the graph; "
-                        "quantising the float image to uint8", self.model_name)
-        x = tf.cast(tf.round(tf.clip_by_value(x, 0., 1.) * 255.), tf.uint8)
-      fn, feed = self._fn("analysis", [d.image], [d.latent]), self._t(d.image)
-    else:
-      x = tf.cast(x, tf.float32)
-      fn = self._fn("analysis_f", [d.image_float], [d.latent])
-      feed = self._t(d.image_float)
-    ys = [_batched(fn(_feed(x[i:i + 1], feed, image=True))[0], 4)
-          for i in range(x.shape[0])]
-    return tf.concat(ys, 0)
+    return self._analysis(x, self._internals())
+
+  def _quantize(self, y, d: DiscoveredTensors):
+    sender, receiver = self._coder_fns(d)
+    feed = self._t(d.latent)
+    out = []
+    for i in range(y.shape[0]):
+      coded = sender(_feed(tf.cast(y[i:i + 1], feed.dtype), feed))
+      out.append(_batched(receiver(*coded)[0], 4))
+    return tf.cast(tf.concat(out, 0), tf.float32)
 
   def quantize(self, y, training=False):
-    """Quantised latent y_hat, computed by the graph's own quantiser and
-    dequantiser (e.g. round(y - median) + median); additive uniform noise in
-    [-0.5, 0.5) if `training`."""
+    """Quantised latent y_hat: y run through the graph's own quantiser,
+    range coder and dequantiser (the sender from the latent to its outputs,
+    the receiver from those to latent_hat), so y_hat is exactly what the
+    decoder computes; additive uniform noise in [-0.5, 0.5) if `training`."""
     y = tf.convert_to_tensor(y, tf.float32)
     if y.shape.rank != 4:
       raise ValueError(f"y must be a latent batch [N, h, w, M]; got {y.shape}.")
     if training:
       return y + tf.random.uniform(tf.shape(y), -.5, .5)
-    d = self._internals()
-    q = self._fn("quantize", [d.latent], [d.symbols])
-    dq = self._fn("dequantize", [d.decoded_symbols], [d.latent_hat])
-    out = []
-    for i in range(y.shape[0]):
-      s = q(_feed(y[i:i + 1], self._t(d.latent)))[0]
-      s = _batched(s, 4)
-      s = tf.cast(s, self._t(d.decoded_symbols).dtype)
-      out.append(_batched(dq(_feed(s, self._t(d.decoded_symbols)))[0], 4))
-    return tf.concat(out, 0)
+    return self._quantize(y, self._internals())
+
+  def _synthesis(self, y_hat, d: DiscoveredTensors):
+    fn = self._fn("synthesis", [d.latent_hat], [d.reconstruction])
+    feed = self._t(d.latent_hat)
+    x_hat = tf.concat(
+        [_batched(fn(_feed(tf.cast(y_hat[i:i + 1], feed.dtype), feed))[0], 4)
+         for i in range(y_hat.shape[0])], 0)
+    x_hat = tf.cast(x_hat, tf.float32)
+    if d.reconstruction_scale != 1.0:
+      x_hat = x_hat * d.reconstruction_scale
+    return x_hat
 
   def synthesis(self, y_hat):
     """Float reconstruction (nominal [0, 1], not clipped) of y_hat, before
@@ -608,14 +765,7 @@ class TfciModel:
     y_hat = tf.convert_to_tensor(y_hat, tf.float32)
     if y_hat.shape.rank != 4:
       raise ValueError(f"y_hat must be [N, h, w, M]; got {y_hat.shape}.")
-    d = self._internals()
-    fn = self._fn("synthesis", [d.latent_hat], [d.reconstruction])
-    feed = self._t(d.latent_hat)
-    x_hat = tf.concat([_batched(fn(_feed(y_hat[i:i + 1], feed))[0], 4)
-                       for i in range(y_hat.shape[0])], 0)
-    if d.reconstruction_scale != 1.0:
-      x_hat = x_hat * d.reconstruction_scale
-    return x_hat
+    return self._synthesis(y_hat, self._internals())
 
   def compress(self, x):
     """Range-codes images with the graph's sender.
@@ -687,19 +837,27 @@ class TfciModel:
   call = __call__
 
   def self_check(self, x=None) -> dict:
-    """Checks that the discovered tensors agree with the graph's own codec:
+    """Checks that the internal tensors agree with the graph's own codec:
     the pixels of synthesis(quantize(analysis(x))), cropped, scaled to
     [0, 255], clipped and rounded, must be within 1 of reconstruct(x) (1
-    allows a graph that converts to uint8 differently, e.g. x * 255.5).
+    allows a graph that converts to uint8 differently, e.g. x * 255.5); and,
+    where the float image input (role image) is known, the analysis of
+    x / 255 through it must equal that of the uint8 x (within 1e-3 of the
+    latent's largest magnitude); and the latent must not be quantised
+    already (y - quantize(y) constant in every channel). Runs on the tensors in use whether or not
+    the first-load check passed (it is that check).
 
     Args:
       x: uint8 images [N, H, W, 3]; default: a seeded 64x64 test pattern.
 
     Returns:
-      {"ok": bool, "max_abs_diff": int, "latent_shape": [...]}.
+      {"ok": bool, "max_abs_diff": int (pixel levels),
+       "image_max_abs_diff": float or None, "latent_shape": [...],
+       "reason": None, or why the check failed}.
 
     Raises:
-      ValueError: the internal tensors were not found.
+      ValueError: a required tensor is not known, or a function between
+        the tensors cannot be built.
     """
     if x is None:
       rng = np.random.RandomState(0)
@@ -709,19 +867,58 @@ class TfciModel:
       x = np.clip(128 + 90 * base + rng.normal(0, 8, base.shape), 0, 255)
       x = x.astype(np.uint8)[None]
     x = _as_images(x)
-    y = self.analysis(x)
-    x_hat = self.synthesis(self.quantize(y))[:, :x.shape[1], :x.shape[2], :]
+    if x.dtype != tf.uint8:
+      raise ValueError(f"self_check takes uint8 images, got {x.dtype.name}.")
+    d = self._resolved()
+    y = self._analysis(x, d)
+    y_hat = self._quantize(y, d)
+    x_hat = self._synthesis(y_hat, d)[:, :x.shape[1], :x.shape[2], :]
     pixels = tf.clip_by_value(tf.round(x_hat * 255.), 0., 255.)
     diff = tf.abs(pixels - tf.cast(self.reconstruct(x), tf.float32))
     worst = int(tf.reduce_max(diff).numpy())
-    return {"ok": worst <= 1, "max_abs_diff": worst,
-            "latent_shape": y.shape.as_list()}
+    reasons = []
+    if worst > 1:
+      reasons.append(
+          f"synthesis(quantize(analysis(x))) differs from the graph's own "
+          f"decoder by up to {worst} pixel levels (> 1) on the check image")
+    # A latent taken after the rounding is consistent with the codec but is
+    # not y: y - y_hat is then constant in every channel.
+    err = tf.reshape(y - y_hat, [-1, y.shape[-1]])
+    if y.shape[1] * y.shape[2] > 1 and float(tf.reduce_max(
+        tf.math.reduce_std(err, axis=0)).numpy()) < 1e-6:
+      reasons.append(
+          f"the latent {d.latent} is already quantised (y - quantize(y) is "
+          "constant in every channel): name the tensor before the rounding")
+    image_diff = None
+    if d.image_float is not None:
+      yf = self._analysis(tf.cast(x, tf.float32) / 255., d)
+      image_diff = float(tf.reduce_max(tf.abs(yf - y)).numpy())
+      bound = 1e-3 * max(1.0, float(tf.reduce_max(tf.abs(y)).numpy()))
+      if not image_diff <= bound:
+        reasons.append(
+            f"the analysis of the float image through {d.image_float} "
+            f"differs from that of the uint8 image by {image_diff:.4g} (> "
+            f"{bound:.3g})")
+    return {"ok": not reasons, "max_abs_diff": worst,
+            "image_max_abs_diff": image_diff,
+            "latent_shape": y.shape.as_list(),
+            "reason": "; ".join(reasons) or None}
+
+  def tensor_rows(self) -> List[dict]:
+    """Every tensor of the graph with the roles in use and the roles it
+    could play (`tensors.tensor_rows`), sorted by name."""
+    d = self.tensors
+    return tensors_lib.tensor_rows(self._graph, self.signatures, d.roles(),
+                                   d.sources)
 
   def get_config(self):
+    d = self.tensors
     return {"name": self.model_name, "path": self.path, "sha256": self.sha256,
             "distortion": self.distortion, "format": "tfci-metagraph",
-            "tensors": (dataclasses.asdict(self.tensors) if self.tensors
-                        else {"error": self.discovery_error})}
+            "tensors": d.roles(), "tensor_sources": dict(d.sources),
+            "reconstruction_scale": d.reconstruction_scale,
+            "discovery_errors": {r: d.errors[r] for r in d.missing()},
+            "self_check_ok": None if self.check is None else self.check["ok"]}
 
   # -- .tfci files ---------------------------------------------------------
 
