@@ -6,14 +6,25 @@ the verified cache (pretrained/registry.json, docs/pretrained.md).
   bin/download models --all                all 16 bmshj2018-factorized models
   bin/download kodak                       the 24 Kodak images (sha256 pinned)
   bin/download tid2013                     says how to get TID2013 (manual)
+  bin/download tensors MODEL               the graph's tensors, with the
+                                           roles found and their candidates
 
 Flags: --cache_dir (default $TFC_PERCEPTION_CACHE, else
 ~/.cache/tfc_perception), --url_prefix (mirror or local server replacing the
 registry URL's directory), --offline (never connect; fail naming what is
 missing). Any failure is one line `error: ...` and exit status 1.
+
+`tensors MODEL` (a registry name or a .metagraph file) lists every tensor of
+the graph like tfc's `tfci.py tensors`, with op type, dtype and static shape,
+marking the tensors in use for each role (image, latent, latent_hat,
+reconstruction) and the other candidates, and the first-load self-check;
+`--tensors role=name,...` shows (and checks) your choice. docs/pretrained.md
+has the three-step recovery when discovery fails.
 """
 
 from absl import flags
+
+from tfc_perception.pretrained import tensors as tensors_lib
 
 FLAGS = flags.FLAGS
 
@@ -27,9 +38,13 @@ flags.DEFINE_bool("offline", False, "Never open a network connection: only "
                   "check the cache and say what is missing.")
 flags.DEFINE_float("timeout", 60.0, "Seconds for connecting and each read.")
 flags.DEFINE_integer("retries", 3, "Extra attempts after transient errors.")
+flags.DEFINE_list("tensors", [], "tensors: " + tensors_lib.FLAG_HELP)
+flags.DEFINE_bool("candidates_only", False, "tensors: list only the tensors "
+                  "in use or candidates for a role.")
 
 _USAGE = ("usage: download --list | models [--all | NAME ...] | kodak | "
-          "tid2013 [--cache_dir DIR] [--url_prefix URL] [--offline]")
+          "tid2013 | tensors MODEL [--tensors role=name,...] [--cache_dir DIR] "
+          "[--url_prefix URL] [--offline]")
 
 
 def main(argv):
@@ -51,6 +66,15 @@ def main(argv):
                                        FLAGS.offline, **opts)
     for p in paths:
       print(p)
+  elif command == "tensors":
+    if len(args) != 1:
+      raise ValueError(f"tensors takes one model (a registry name or a "
+                       f".metagraph file); {_USAGE}")
+    listing = pretrained.list_tensors(args[0], FLAGS.cache_dir,
+                                      FLAGS.url_prefix, FLAGS.offline,
+                                      tensors=FLAGS.tensors, **opts)
+    print("\n".join(tensors_lib.format_listing(listing,
+                                               FLAGS.candidates_only)))
   elif command in ("kodak", "tid2013"):
     if args:
       raise ValueError(f"{command} takes no names; {_USAGE}")

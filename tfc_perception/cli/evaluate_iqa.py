@@ -11,6 +11,8 @@ and per-pair distances are cached (--cache_dir), so re-runs resume.
 
 from absl import flags
 
+from tfc_perception.pretrained import tensors as tensors_lib
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "tid2013", ["tid2013", "csv"],
                   "tid2013: the official layout under --root; csv: an "
@@ -44,6 +46,7 @@ flags.DEFINE_enum("figure_metric", "srcc",
                   ["srcc", "plcc", "plcc_logistic", "krcc"],
                   "Correlation shown in the figure.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_list("tensors", [], tensors_lib.FLAG_HELP)
 
 
 def _flag_values():
@@ -62,7 +65,8 @@ def main(argv):
       n_bootstrap=FLAGS.bootstrap, seed=FLAGS.seed, limit=FLAGS.limit,
       progress=FLAGS.progress, msssim_scales=FLAGS.msssim_scales,
       figure_metric=FLAGS.figure_metric,
-      config=_flag_values())
+      config=_flag_values(),
+      tensors=FLAGS.tensors)
   for row in result["summary"]:
     print(f"{row['model'] or '(baseline)':<36} {row['distance']:<7} "
           f"|SRCC| {row['srcc']:.4f}  |PLCC| {row['plcc']:.4f} "

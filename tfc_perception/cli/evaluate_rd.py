@@ -10,6 +10,8 @@ published bmshj2018-factorized Kodak curve (see docs/evaluate.md).
 
 from absl import flags
 
+from tfc_perception.pretrained import tensors as tensors_lib
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Image folder (e.g. Kodak), glob or file.",
                     required=True)
@@ -21,6 +23,7 @@ flags.DEFINE_bool("warmup", True, "Run each model once before timing.")
 flags.DEFINE_bool("reference", True, "Include the published "
                   "bmshj2018-factorized Kodak curve.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_list("tensors", [], tensors_lib.FLAG_HELP)
 
 
 def main(argv):
@@ -30,7 +33,7 @@ def main(argv):
   result = rd.evaluate_rd(FLAGS.data, FLAGS.output, models=FLAGS.models,
                           limit=FLAGS.limit, warmup=FLAGS.warmup,
                           progress=FLAGS.progress, reference=FLAGS.reference,
-                          config=config)
+                          config=config, tensors=FLAGS.tensors)
   for s in result["summary"]:
     extra = f"  NLPD {s['nlpd']:.4f}" if "nlpd" in s else ""
     print(f"{s['model']:<36} {s['bpp']:.4f} bpp  PSNR {s['psnr']:.2f} dB  "
