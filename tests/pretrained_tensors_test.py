@@ -406,3 +406,48 @@ def test_fig3_pipeline_from_a_family_line_in_the_registry(tmp_path, defeat,
                              atol=1e-7)
   assert os.path.exists(os.path.join(cache, "models",
                                      "fam-1.metagraph.check.json"))
+
+
+def test_loading_from_a_truly_read_only_cache(tmp_path, defeat):
+  """A read-only filesystem (bind mount, or write bits removed): a stored
+  check is read and nothing is written; with no record, the check runs in
+  memory and one warning says so."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  from pretrained_download_test import _read_only_runner  # pylint: disable=g-import-not-at-top
+  reg, cache = _serve(tmp_path, defeat[0], "fam-4", tensors=NAMED)
+  # fam-5: another graph of the family, downloaded but never loaded.
+  data = json.loads((tmp_path / "registry.json").read_text())
+  data["models"]["items"].append(dict(data["models"]["items"][0],
+                                      name="fam-5", file="fam-5.metagraph"))
+  (tmp_path / "registry.json").write_text(json.dumps(data))
+  write_graph(os.path.join(cache, "models", "fam-5.metagraph"), "defeat",
+              seed=1)
+  reg = pretrained.Registry(str(tmp_path / "registry.json"))
+  pretrained.load("fam-4", cache, offline=True, registry=reg)
+  pretrained.download("fam-5", cache, offline=True, registry=reg)  # TOFU
+  before = sorted(os.listdir(os.path.join(cache, "models")))
+  runner = _read_only_runner(cache)
+  if runner is None:
+    pytest.skip("cannot make a read-only directory here (root without "
+                "mount namespaces)")
+  code = (
+      "import logging\n"
+      "from tfc_perception import pretrained\n"
+      f"reg = pretrained.Registry({str(tmp_path / 'registry.json')!r})\n"
+      "for name in ('fam-4', 'fam-5', 'fam-5'):\n"
+      f"  m = pretrained.load(name, {cache!r}, offline=True, registry=reg)\n"
+      "  print(name, m.check['source'], m.check['ok'], m.check['stored_in'])\n"
+      "  m.analysis(m.reconstruct(__import__('numpy').zeros([1, 32, 32, 3], "
+      "'uint8')))\n")
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  out = subprocess.run(runner([sys.executable, "-c", code]),
+                       capture_output=True, text=True, env=env, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  record = os.path.join(cache, "models", "fam-4.metagraph" + checks.SUFFIX)
+  assert out.stdout.splitlines() == [f"fam-4 stored True {record}",
+                                     "fam-5 run True None",
+                                     "fam-5 memory True None"]
+  assert out.stderr.count("cannot store the self-check result") == 1
+  assert sorted(os.listdir(os.path.join(cache, "models"))) == before
