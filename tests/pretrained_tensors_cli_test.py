@@ -41,6 +41,7 @@ def defeat(tmp_path_factory):
                      "defeat")[0]
 
 
+@pytest.mark.slow
 def test_bin_download_tensors(defeat):
   out = run("download", "tensors", defeat)
   assert out.returncode == 0, out.stderr[-2000:]

@@ -677,6 +677,12 @@ class TfciModel:
   def _coder_fns(self, d: DiscoveredTensors):
     """(sender from the latent, receiver to latent_hat): the graph's own
     quantiser, range coder and dequantiser between y and y_hat."""
+    key = ("coder", d.latent, d.latent_hat)
+    if key not in self._fns:
+      self._fns[key] = self._build_coder_fns(d)
+    return self._fns[key]
+
+  def _build_coder_fns(self, d: DiscoveredTensors):
     s_out, r_in = self.signatures.sender_outputs, self.signatures.receiver_inputs
     if len(s_out) != len(r_in):
       raise ValueError(
