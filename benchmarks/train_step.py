@@ -42,7 +42,6 @@ import tensorflow_compression as tfc  # noqa: E402
 
 from tfc_perception import _io  # noqa: E402
 from tfc_perception import models  # noqa: E402
-from tfc_perception import training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_filters", 128, "N.")
@@ -107,8 +106,8 @@ def _baseline(n, m, lmbda):
 def _project(n, m, lmbda):
   model = models.build_model("factorized", num_filters=n, latent_channels=m,
                              lmbda=lmbda, seed=0)
-  # As bin/train does under a mixed policy (float32 rate computation).
-  training.float32_bottlenecks(model)
+  # The models build their entropy models with float32 bottlenecks, so the
+  # rate is computed in float32 under a mixed policy too.
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
   train_function = model.make_train_function()
   return lambda _, iterator: train_function(iterator)["loss"]

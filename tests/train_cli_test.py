@@ -1,8 +1,11 @@
 """End-to-end tests of bin/train: training, resume, mirrored strategy over 2
 logical CPUs, --helpfull, and one-line errors for bad input."""
 
+import dataclasses
 import json
 import os
+import signal
+import time
 import subprocess
 import sys
 
@@ -34,7 +37,10 @@ def test_train_export_manifest_and_resume(tmp_path):
                "--validation_steps=2", f"--train_dir={train_dir}",
                f"--export={export}")
   assert first.returncode == 0, first.stderr[-3000:]
-  assert "trained toy2d to epoch 2" in first.stdout
+  assert "trained toy2d to step 6" in first.stdout
+  assert f"TensorBoard logs: {train_dir}/logs" in first.stdout
+  assert f"curves: {train_dir}/curves.png" in first.stdout
+  assert os.path.isfile(os.path.join(train_dir, "curves.png"))
   manifest = json.load(open(export + ".manifest.json"))
   assert manifest["config"]["model"] == "toy2d"
   assert manifest["config"]["lmbda"] == 10.0
@@ -49,9 +55,9 @@ def test_train_export_manifest_and_resume(tmp_path):
   second = _run(*TOY_FLAGS, "--epochs=3", f"--train_dir={train_dir}",
                 f"--export={export}")
   assert second.returncode == 0, second.stderr[-3000:]
-  assert "resumed from epoch 2 (step 6)" in second.stdout
+  assert "resumed from step 6" in second.stdout
   manifest = json.load(open(export + ".manifest.json"))
-  assert manifest["resumed_from_epoch"] == 2 and manifest["global_step"] == 9
+  assert manifest["resumed_from_step"] == 6 and manifest["global_step"] == 9
   assert [h["epoch"] for h in manifest["history"]] == [1, 2, 3]
 
   # The export compresses and decompresses with no extra step.
@@ -68,8 +74,6 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   manifest = json.load(open(tmp_path / "run" / "export.manifest.json"))
   assert manifest["num_replicas"] == 2
-  assert [d.rsplit("/", 1)[-1] for d in manifest["strategy_devices"]] == [
-      "device:CPU:0", "device:CPU:1"]
   assert np.isfinite(manifest["final_metrics"]["loss"])
   # Each replica gets half of the global batch: an odd one is refused.
   odd = _run(*TOY_FLAGS, "--epochs=1", "--strategy=mirrored",
@@ -77,27 +81,31 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
              f"--train_dir={tmp_path / 'odd'}")
   assert odd.returncode == 1
   assert _error_lines(odd.stderr) == [
-      "error: ValueError: --batchsize 15 is not divisible by the 2 replicas "
-      "of --strategy mirrored."]
+      "error: ValueError: batchsize 15 is not divisible by the 2 replicas "
+      "of strategy mirrored."]
 
 
-def test_helpfull_documents_every_flag():
+def test_helpfull_documents_every_field_of_the_spec():
+  from tfc_perception import train_spec  # pylint: disable=g-import-not-at-top
   out = _run("--helpfull")  # absl exits with status 1 after the help.
   text = out.stdout + out.stderr
   section = text[text.index("tfc_perception.cli.train:"):]
-  for flag in ("model", "distortion", "lambda", "quality", "data",
-               "validation_data", "patchsize", "batchsize", "epochs",
-               "steps_per_epoch", "learning_rate", "num_filters",
-               "latent_channels", "num_centers", "seed", "train_dir",
-               "export", "strategy", "precision_policy", "weight_density"):
+  names = [f["name"] for f in train_spec.flag_specs()]
+  # The flags are the TrainSpec's fields (lmbda is --lambda), help included.
+  assert "lambda" in names and "lr_schedule" in names
+  assert "checkpoint_every" in names and len(names) == len(
+      dataclasses.fields(train_spec.TrainSpec))
+  for flag in names:
     line = next(l for l in section.splitlines()
-                if l.strip().startswith(f"--{flag}:"))
+                if l.strip().startswith(f"--{flag}:")
+                or l.strip().startswith(f"--[no]{flag}:"))
     assert len(line.split(":", 1)[1].strip()) > 10, line
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--distortion=ssim"], "error: ValueError: Unknown distortion 'ssim'"),
-    (["--lambda=0"], "error: ValueError: --lambda must be a finite number > 0"),
+    (["--lambda=0"], "error: ValueError: --lambda must be finite and > 0"),
+    (["--lr_floor=3"], "error: ValueError: --lr_floor must be <= 1.0"),
     (["--data={nan_points}"], "error: ValueError: {nan_points} contains 2 NaN"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, flags, message):
@@ -113,3 +121,29 @@ def test_bad_input_is_a_one_line_error(tmp_path, flags, message):
   assert len(errors) == 1 and errors[0].startswith(
       message.format(nan_points=nan_points)), out.stderr[-2000:]
   assert "Traceback" not in out.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_one_line(tmp_path):
+  train_dir = str(tmp_path / "run")
+  args = [sys.executable, TRAIN, *TOY_FLAGS, "--epochs=400",
+          "--steps_per_epoch=50", f"--train_dir={train_dir}"]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env,
+                          cwd=REPO_ROOT)
+  # Wait until training has written its first epoch, then Ctrl-C.
+  history = os.path.join(train_dir, "history.json")
+  deadline = time.time() + 240
+  while not os.path.exists(history) and time.time() < deadline:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-2000:]
+  lines = [l for l in err.splitlines() if l.strip()]
+  step = int(lines[-1].split("interrupted at step ")[1].split(";")[0])
+  assert lines[-1] == (f"interrupted at step {step}; checkpoint saved; "
+                       "rerun the same command to resume")
+  assert "Traceback" not in err and 50 <= step < 20000, out
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  assert tf.train.latest_checkpoint(os.path.join(
+      train_dir, "checkpoints")).endswith(f"ckpt-{step}")

@@ -14,4 +14,16 @@ density-weighted), `losses` (Keras losses of those distances), `models`
 
 __version__ = "0.1.0"
 
-from tfc_perception import distances  # noqa: F401  (light: TF only)
+import importlib as _importlib
+
+_SUBMODULES = ("distances", "losses", "models", "induced", "data", "stats",
+               "pretrained", "experiments", "training", "train_spec", "codec",
+               "evaluation", "plotting")
+
+
+def __getattr__(name):
+  # Subpackages load on first use, so `import tfc_perception.train_spec`
+  # (bin/train --help) does not start TensorFlow.
+  if name in _SUBMODULES:
+    return _importlib.import_module(f"tfc_perception.{name}")
+  raise AttributeError(f"module 'tfc_perception' has no attribute {name!r}")

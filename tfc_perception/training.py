@@ -1,306 +1,140 @@
-"""Training compressive autoencoders with Eq. 3: one call, `train(config)`.
+"""The one trainer: `fit(model, data, spec)`, and `train(spec)` for bin/train.
 
 Hepburn et al. (ICLR 2022) train every model with the rate-distortion
 Lagrangian L = R + lambda * D (Eq. 3): the 2-D autoencoder of Fig. 10 on the
 Student-t / uniform sources (Figs. 11-14), the factorized-prior model of
 Fig. 15 on image crops and the soft-quantisation model of Fig. 17 on natural
-images or uniform noise (Sec. 5.2). The models implement Eq. 3 in their
-Keras `train_step` (`tfc_perception.models`); this module is the run around
-it, used by `bin/train`:
+images or uniform noise (Sec. 5.2); and the density models by likelihood
+(the PixelCNN++ of Obs. 1) or denoising (the DAE of Fig. 9). The models
+implement their objective in their Keras `train_step`
+(`tfc_perception.models`); this module is the run around it, used by
+bin/train and by every experiment:
 
-1. checks the configuration (`TrainConfig`) and fails early with what is
-   accepted;
-2. builds the tf.distribute strategy (`default`, or `mirrored` over all GPUs,
-   or over all (logical) CPUs when there is no GPU) and the Keras precision
-   policy;
-3. builds the model (`models.build_model`) and the Adam optimizer in the
-   strategy's scope, and restores the latest checkpoint of `train_dir`
-   (weights AND optimizer state) if there is one;
-4. builds the seeded data pipelines (`tfc_perception.data`) starting at the
-   restored step, and runs `model.fit` with callbacks: a tqdm progress bar,
-   TensorBoard (`train_dir/logs`), a checkpoint at the end of every epoch
-   (`train_dir/checkpoints`), and the per-epoch history
-   (`train_dir/history.json`);
-5. exports the final model with `models.save_model` (ready to compress) and
-   writes a run manifest (`<export>.manifest.json`: config, command line,
-   library versions, git commit, wall time, final metrics).
+1. the spec (`train_spec.TrainSpec`: frozen, typed, the single source of
+   bin/train's flags) is checked;
+2. the tf.distribute strategy (`make_strategy`) and the Keras precision
+   policy are set up, and the model is built in their scope (`model` may be
+   a function that builds it) and compiled with Adam and the spec's
+   learning-rate schedule and steps_per_execution;
+3. the latest checkpoint of `spec.train_dir` (weights, optimizer state, the
+   metrics of the current epoch) is restored, at any step;
+4. `model.fit` runs from that step, with a progress bar, TensorBoard
+   (`train_dir/logs`), a NaN guard, checkpoints every `checkpoint_every`
+   steps / `checkpoint_seconds` seconds and at epoch ends
+   (`train_dir/checkpoints`), the per-epoch history (`history.json`) and
+   interval means of the training metrics (`log.csv`);
+5. at the end `train_dir/curves.png` shows loss, rate and distortion (or the
+   model's metrics) against the step, with validation if given.
 
-Resume and reproducibility. Batch i of every training stream is a pure
-function of (seed, i) (see `tfc_perception.data`), and the random ops inside
-the train step (the additive uniform noise that replaces rounding, Sec. 2)
-are reseeded at the start of every epoch from (seed, epoch) by retracing the
-train function under `tf.random.set_seed`. Checkpoints are written at every
-epoch end. A run interrupted at any point and restarted with the same
-`train_dir` resumes from the last completed epoch (step = epoch *
-steps_per_epoch) and ends in the same state as an uninterrupted run, up to
-floating-point reduction order. The checkpoint interval is therefore one
-epoch: choose `steps_per_epoch` accordingly.
+Resume. Batch i of every training stream is a pure function of (seed, i)
+(`tfc_perception.data`; a `data` callable gets the step to start at), and
+the training noise of the models is stateless, a function of (seed, step)
+(`models.base.CompressionModel._step_seed`). A run restarted with the same
+`train_dir` therefore resumes from its last checkpoint and ends in the state
+of an uninterrupted run (tested bit for bit). SIGINT / SIGTERM write a
+checkpoint and raise `TrainingInterrupted`, whose message is the one line
+bin/train and bin/reproduce print: "interrupted at step N; checkpoint saved;
+rerun the same command to resume".
 """
 
 import dataclasses
 import json
 import logging
 import math
-import numbers
 import os
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
 from tfc_perception import _io
+from tfc_perception.train_spec import PRECISION_POLICIES
+from tfc_perception.train_spec import RESUME_FIELDS
+from tfc_perception.train_spec import STRATEGIES
+from tfc_perception.train_spec import TrainSpec
 
-__all__ = ["TrainConfig", "TrainResult", "train", "make_strategy",
-           "configure_logical_cpus", "float32_bottlenecks", "PRECISION_POLICIES", "STRATEGIES"]
+__all__ = ["TrainSpec", "TrainResult", "TrainingInterrupted", "fit", "train",
+           "make_strategy", "configure_logical_cpus", "STRATEGIES",
+           "PRECISION_POLICIES", "UNIFORM_NOISE"]
 
 _LOG = logging.getLogger(__name__)
 
-STRATEGIES = ("default", "mirrored")
-PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 UNIFORM_NOISE = "uniform_noise"
 
-# Config entries that must not change when a run is resumed: they define the
-# model, the objective or the data stream. (epochs, export, strategy,
-# validation settings and progress may change between restarts.)
-_RESUME_KEYS = ("model", "distortion", "lmbda", "quality", "data",
-                "weight_density", "patchsize", "batchsize", "steps_per_epoch",
-                "learning_rate", "num_filters", "latent_channels",
-                "num_centers", "seed", "precision_policy")
+# Fields describing what to train: bin/train builds the model and data from
+# them; fit() given a model and data must not get them too.
+_DESCRIBING = ("model", "distortion", "lmbda", "quality", "num_filters",
+               "latent_channels", "num_centers", "data", "validation_data",
+               "weight_density", "export")
 
 
-@dataclasses.dataclass
-class TrainConfig:
-  """Everything a training run needs (the flags of bin/train).
+class TrainingInterrupted(Exception):
+  """SIGINT or SIGTERM stopped training; a checkpoint was written (when there
+  is a train_dir). `str(e)` is the one line to show the user.
 
   Attributes:
-    model: registered model name: "toy2d" (Fig. 10), "factorized" (Fig. 15),
-      "softquant" (Fig. 17).
-    data: training data: "student_t" or "uniform2d" (2-D sources, toy2d), a
-      .npy file of [N, 2] points (toy2d), "uniform_noise" (image models), or a
-      folder / glob of images (image models; random crops).
-    distortion: D of Eq. 3: mse, msssim, nlpd, density_mse,
-      inverse_density_mse.
-    lmbda: lambda of Eq. 3 (> 0); None: the model's default (or the one of
-      `quality`).
-    quality: factorized only: quality level 1-8 (sets N, M and lambda from
-      the tfci tables); exclusive with `lmbda`.
-    validation_data: like `data` (for image folders: one central crop per
-      image), or None for no validation.
-    validation_steps: batches of validation for the endless sources
-      (2-D sources and uniform_noise).
-    patchsize: side of the square training crops (image models).
-    batchsize: global batch size (split over the replicas).
-    epochs: total number of epochs (a resumed run continues up to it).
-    steps_per_epoch: optimizer steps per epoch; also the checkpoint interval.
-    learning_rate: Adam learning rate.
-    num_filters, latent_channels, num_centers: model sizes (N, M, L); None:
-      the model's defaults.
-    seed: seed of the weights, the data streams and the training noise.
-    train_dir: directory for checkpoints, TensorBoard logs, history.json and
-      config.json; reusing it resumes the run.
-    export: where the final model is saved (directory); None:
-      `train_dir/export`. It may not contain train_dir or lie inside it
-      (other than the default), and must be new, empty, or a saved model
-      (see `models.check_save_path`).
-    overwrite: replace a model saved at `export` by another run (a resumed
-      run replaces its own export without it).
-    strategy: "default" or "mirrored" (tf.distribute.MirroredStrategy over
-      all GPUs, or all logical CPUs when there is no GPU).
-    precision_policy: Keras mixed precision policy: float32, mixed_float16,
-      mixed_bfloat16.
-    weight_density: for the density distortions: the 2-D source whose P(x)
-      weights D (default: the data source). Fig. 13 trains on "uniform2d"
-      with weight_density="student_t".
-    logical_cpus: if > 0, split the CPU into this many logical devices
-      before TensorFlow starts (to run `mirrored` on one machine without
-      GPUs); 0 leaves the devices alone.
-    progress: show a tqdm progress bar.
+    step: the optimizer step reached.
+    signum: the signal number.
+    saved: whether a checkpoint at `step` was written.
+    train_dir: the run's directory (None without one).
+    exit_code: 128 + signum, the shell convention.
   """
-  model: str = None
-  data: str = None
-  distortion: str = "mse"
-  lmbda: Optional[float] = None
-  quality: Optional[int] = None
-  validation_data: Optional[str] = None
-  validation_steps: int = 8
-  patchsize: int = 256
-  batchsize: int = 8
-  epochs: int = 10
-  steps_per_epoch: int = 1000
-  learning_rate: float = 1e-4
-  num_filters: Optional[int] = None
-  latent_channels: Optional[int] = None
-  num_centers: Optional[int] = None
-  seed: int = 0
-  train_dir: str = None
-  export: Optional[str] = None
-  overwrite: bool = False
-  strategy: str = "default"
-  precision_policy: str = "float32"
-  weight_density: Optional[str] = None
-  logical_cpus: int = 0
-  progress: bool = True
 
-  @classmethod
-  def from_dict(cls, config: Mapping[str, Any]) -> "TrainConfig":
-    """A config from a mapping; "lambda" is accepted for `lmbda`.
-
-    Raises:
-      ValueError: unknown keys (listing the accepted ones).
-    """
-    config = dict(config)
-    if "lambda" in config:
-      if config.get("lmbda") is not None:
-        raise ValueError("give either 'lambda' or 'lmbda', not both.")
-      config["lmbda"] = config.pop("lambda")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(config) - set(names))
-    if unknown:
-      raise ValueError(f"unknown training config key(s) {unknown}; accepted: "
-                       f"{', '.join(names)}.")
-    return cls(**config)
-
-  def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  def validate(self) -> "TrainConfig":
-    """Checks every entry; returns self.
-
-    Raises:
-      ValueError: the first invalid entry, with what is accepted.
-    """
-    from tfc_perception import models  # pylint: disable=g-import-not-at-top
-    from tfc_perception.models import base  # pylint: disable=g-import-not-at-top
-    if self.model is None:
-      raise ValueError("no model given (--model); accepted: "
-                       f"{', '.join(models.registered_models())}.")
-    models.model_class(self.model)  # Unknown name -> ValueError.
-    if not self.data:
-      raise ValueError("no training data given (--data): a 2-D source "
-                       "(student_t, uniform2d), a .npy file of points, "
-                       "uniform_noise, or a folder/glob of images.")
-    if not self.train_dir:
-      raise ValueError("no --train_dir given: the directory for checkpoints, "
-                       "logs and (when reused) resuming.")
-    self.distortion = base.canonical_distortion(self.distortion)
-    if self.lmbda is not None:
-      if isinstance(self.lmbda, bool) or not isinstance(
-          self.lmbda, numbers.Real) or not math.isfinite(self.lmbda) or (
-              self.lmbda <= 0):
-        raise ValueError(f"--lambda must be a finite number > 0 (the weight "
-                         f"of D in Eq. 3), got {self.lmbda!r}.")
-      self.lmbda = float(self.lmbda)
-      if self.quality is not None:
-        raise ValueError("give either --lambda or --quality, not both "
-                         "(--quality sets lambda from the tfci tables).")
-    for name in ("patchsize", "batchsize", "epochs", "steps_per_epoch",
-                 "validation_steps"):
-      _check_int(getattr(self, name), name, 1)
-    for name in ("num_filters", "latent_channels", "num_centers", "quality"):
-      if getattr(self, name) is not None:
-        _check_int(getattr(self, name), name, 1)
-    _check_int(self.seed, "seed", 0)
-    _check_int(self.logical_cpus, "logical_cpus", 0)
-    if self.seed >= 2**31:
-      raise ValueError(f"--seed must be < 2**31, got {self.seed}.")
-    if isinstance(self.learning_rate, bool) or not isinstance(
-        self.learning_rate, numbers.Real) or not (
-            math.isfinite(self.learning_rate) and self.learning_rate > 0):
-      raise ValueError("--learning_rate must be a finite number > 0, got "
-                       f"{self.learning_rate!r}.")
-    if self.strategy not in STRATEGIES:
-      raise ValueError(f"Unknown --strategy {self.strategy!r}; accepted: "
-                       f"{', '.join(STRATEGIES)}.")
-    if self.precision_policy not in PRECISION_POLICIES:
-      raise ValueError(f"Unknown --precision_policy {self.precision_policy!r};"
-                       f" accepted: {', '.join(PRECISION_POLICIES)}.")
-    image = _is_image_model(self.model)
-    self._check_data(self.data, image, "--data")
-    if self.validation_data:
-      self._check_data(self.validation_data, image, "--validation_data")
-    if self.weight_density and not _sources().is_source_name(
-        self.weight_density):
-      raise ValueError(f"Unknown --weight_density {self.weight_density!r}; "
-                       f"accepted: {', '.join(_sources().SOURCES)}.")
-    if _needs_density(self.distortion):
-      if image:
-        raise ValueError(f"--distortion {self.distortion} needs the exact "
-                         "density P(x) of the data, known only for the 2-D "
-                         "sources (--model toy2d).")
-      weight = self.weight_density or self.data
-      if not _sources().is_source_name(weight):
-        raise ValueError(
-            f"--distortion {self.distortion} weights D by the density of a "
-            f"2-D source; --data {self.data!r} has none, so give "
-            "--weight_density (student_t or uniform2d).")
-    elif self.weight_density:
-      raise ValueError("--weight_density is used only with --distortion "
-                       f"density_mse or inverse_density_mse, not "
-                       f"{self.distortion}.")
-    return self
-
-  @staticmethod
-  def _check_data(spec, image, flag):
-    sources = _sources()
-    if not isinstance(spec, str):
-      raise ValueError(f"{flag} must be a string, got {type(spec).__name__}.")
-    if image:
-      if sources.is_source_name(spec):
-        raise ValueError(f"{flag} {spec} is a 2-D source, for --model toy2d; "
-                         f"image models accept {UNIFORM_NOISE} or a folder/"
-                         "glob of images.")
-    elif not (sources.is_source_name(spec) or spec.endswith(".npy")):
-      raise ValueError(f"{flag} {spec!r} is not data for a 2-D model; "
-                       f"accepted: {', '.join(sources.SOURCES)} or a .npy "
-                       "file of [N, 2] points.")
+  def __init__(self, step: int, signum: int, saved: bool,
+               train_dir: Optional[str]):
+    self.step, self.signum, self.saved = step, signum, saved
+    self.train_dir = train_dir
+    self.exit_code = 128 + int(signum)
+    if saved:
+      text = (f"interrupted at step {step}; checkpoint saved; rerun the same "
+              "command to resume")
+    else:
+      text = (f"interrupted at step {step}; no train_dir was given, so no "
+              "checkpoint was saved")
+    super().__init__(text)
 
 
 @dataclasses.dataclass
 class TrainResult:
-  """What `train` returns.
+  """What `fit` and `train` return.
 
   Attributes:
     model: the trained model.
-    history: one dict of metrics per completed epoch (all epochs of the run,
-      including those before a resume).
-    final_metrics: the last epoch's metrics (loss, rate, distortion, and
-      val_* with validation data).
-    export: path of the exported model.
-    manifest: path of the run manifest JSON.
-    initial_epoch: the epoch this invocation started from (> 0 if resumed).
+    history: one dict per completed epoch ("epoch", "step", the training
+      metrics as epoch means, val_* with validation data, and the values of
+      `metrics_fn`), including those before a resume; an entry with epoch 0
+      and step 0 holds `metrics_fn` before training.
+    final_metrics: the last epoch's entry (empty if none).
+    initial_step: the step this invocation started from (> 0: resumed).
+    global_step: the optimizer step reached.
     num_replicas: replicas the strategy trained on.
+    train_dir: the run's directory, or None.
+    curves: path of curves.png, or None.
+    export: path of the exported model (`train` only).
+    manifest: path of the run manifest JSON (`train` only).
+    wall_time_s: seconds spent in this invocation.
   """
   model: Any
   history: List[Dict[str, float]]
   final_metrics: Dict[str, float]
-  export: str
-  manifest: str
-  initial_epoch: int
+  initial_step: int
+  global_step: int
   num_replicas: int
+  train_dir: Optional[str] = None
+  curves: Optional[str] = None
+  export: Optional[str] = None
+  manifest: Optional[str] = None
+  wall_time_s: float = 0.0
 
-
-def _needs_density(distortion: str) -> bool:
-  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
-  return registry.get(distortion).needs_density
-
-
-def _sources():
-  from tfc_perception.data import sources  # pylint: disable=g-import-not-at-top
-  return sources
-
-
-def _check_int(value, name, minimum):
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (
-      value < minimum):
-    raise ValueError(f"--{name} must be an integer >= {minimum}, got "
-                     f"{value!r}.")
-
-
-def _is_image_model(name: str) -> bool:
-  from tfc_perception import models  # pylint: disable=g-import-not-at-top
-  return bool(getattr(models.model_class(name), "is_image_model", True))
+  @property
+  def resumed(self) -> bool:
+    return self.initial_step > 0
 
 
 # ------------------------------------------------------------------ devices
@@ -308,14 +142,15 @@ def configure_logical_cpus(count: int) -> None:
   """Splits the first physical CPU into `count` logical devices.
 
   Must run before TensorFlow initialises its devices (before the first op).
-  Used to run `--strategy mirrored` over several replicas on a CPU-only
+  Used to run `strategy="mirrored"` over several replicas on a CPU-only
   machine (tests, CI).
 
   Raises:
     ValueError: count < 1.
     RuntimeError: TensorFlow has already started with another count.
   """
-  _check_int(count, "logical_cpus", 1)
+  from tfc_perception import _checks  # pylint: disable=g-import-not-at-top
+  _checks.check_int(count, "logical_cpus", 1)
   cpu = tf.config.list_physical_devices("CPU")[0]
   try:
     tf.config.set_logical_device_configuration(
@@ -330,7 +165,7 @@ def configure_logical_cpus(count: int) -> None:
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-  """The tf.distribute strategy for `--strategy`.
+  """The tf.distribute strategy of `TrainSpec.strategy`.
 
   Args:
     name: "default" (the current/default strategy: one device) or "mirrored"
@@ -357,158 +192,99 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
       cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
-# --------------------------------------------------------------------- data
-def _load_points(path: str) -> np.ndarray:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no such .npy file of points: {path!r}.")
-  try:
-    return np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"cannot read {path!r} as a .npy array: {e}") from None
+def _writes_outputs(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes checkpoints, logs and exports: the only
+  worker of the single-machine strategies. (With several workers, the
+  chief.)"""
+  del strategy
+  return True
 
 
-def _train_dataset(cfg: TrainConfig, image: bool,
-                   start_step: int) -> tf.data.Dataset:
-  """The endless training stream, beginning at batch `start_step`."""
-  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
-  sources = _sources()
-  b, seed = cfg.batchsize, cfg.seed
-  if not image:
-    if sources.is_source_name(cfg.data):
-      return sources.source_dataset(cfg.data, b, seed, start_step)
-    return sources.points_dataset(_load_points(cfg.data), b, seed, start_step,
-                                  name=cfg.data)
-  if cfg.data == UNIFORM_NOISE:
-    return images.uniform_noise_images(cfg.patchsize, b, seed, start_step)
-  return images.random_crops(cfg.data, cfg.patchsize, b, seed, start_step)
+# -------------------------------------------------------------- run files
+class _RunFiles:
+  """The files of a run in `train_dir` (all written atomically; nothing is
+  written by a process that is not the writer, or without a train_dir)."""
+
+  def __init__(self, train_dir: Optional[str], writer: bool):
+    self.dir = os.path.abspath(train_dir) if train_dir else None
+    self.writer = writer and self.dir is not None
+    if self.dir:
+      self.checkpoints = os.path.join(self.dir, "checkpoints")
+      self.history = os.path.join(self.dir, "history.json")
+      self.log = os.path.join(self.dir, "log.csv")
+      self.run = os.path.join(self.dir, "run.json")
+      self.curves = os.path.join(self.dir, "curves.png")
+      self.logs = os.path.join(self.dir, "logs")
+    if self.writer:
+      os.makedirs(self.dir, exist_ok=True)
+
+  def remove_stale_temporaries(self) -> List[str]:
+    """Deletes what a crash while saving leaves behind: TensorFlow's
+    `ckpt-N_temp/` directories and `checkpoint.tmp*` state files, and the
+    temporary files of this module's atomic writes. Returns what it
+    removed."""
+    removed = []
+    if not self.writer:
+      return removed
+    if os.path.isdir(self.checkpoints):
+      for name in os.listdir(self.checkpoints):
+        path = os.path.join(self.checkpoints, name)
+        if re.fullmatch(r"ckpt-\d+_temp", name) and os.path.isdir(path):
+          shutil.rmtree(path, ignore_errors=True)
+          removed.append(path)
+        elif re.fullmatch(r"checkpoint\.tmp[0-9a-f]+", name):
+          os.remove(path)
+          removed.append(path)
+    ours = ("history.json", "log.csv", "run.json", "curves.png")
+    for name in os.listdir(self.dir):
+      if any(re.fullmatch(rf"\.{re.escape(b)}\..+\.tmp", name) for b in ours):
+        os.remove(os.path.join(self.dir, name))
+        removed.append(os.path.join(self.dir, name))
+    return removed
+
+  def read_history(self, up_to_step: int) -> List[Dict[str, float]]:
+    if not self.dir or not os.path.exists(self.history):
+      return []
+    return [h for h in _io.read_json(self.history)
+            if h.get("step", 0) <= up_to_step]
+
+  def read_log(self, up_to_step: int) -> List[Dict[str, float]]:
+    if not self.dir or not os.path.exists(self.log):
+      return []
+    import csv  # pylint: disable=g-import-not-at-top
+    with open(self.log, newline="", encoding="utf-8") as f:
+      rows = [{k: int(float(v)) if k == "step" else float(v)
+               for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+    return [r for r in rows if r["step"] <= up_to_step]
+
+  def write_history(self, history) -> None:
+    if self.writer:
+      _io.write_json(self.history, history)
+
+  def write_log(self, rows) -> None:
+    if self.writer and rows:
+      names = ["step"] + sorted({k for r in rows for k in r} - {"step"})
+      _io.write_csv(self.log, rows, fieldnames=names)
+
+  def write_run(self, record) -> None:
+    if self.writer:
+      _io.write_json(self.run, record)
 
 
-def _validation_dataset(cfg: TrainConfig,
-                        image: bool) -> Optional[tf.data.Dataset]:
-  """A finite validation set, the same at every epoch (and on resume)."""
-  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
-  spec = cfg.validation_data
-  if not spec:
-    return None
-  sources = _sources()
-  vseed = (cfg.seed + 2**30) % 2**31  # A stream disjoint from training's.
-  b, steps = cfg.batchsize, cfg.validation_steps
-  if not image:
-    if sources.is_source_name(spec):
-      return sources.source_dataset(spec, b, vseed).take(steps)
-    points = _load_points(spec)
-    # Same checks as for training (shape, NaN), then every point once.
-    sources.points_dataset(points, 1, name=spec)
-    return tf.data.Dataset.from_tensor_slices(points.astype(np.float32)).batch(b)
-  if spec == UNIFORM_NOISE:
-    return images.uniform_noise_images(cfg.patchsize, b, vseed).take(steps)
-  return images.center_crops(spec, cfg.patchsize, b)
+# --------------------------------------------------------------- learning
+def _learning_rate(spec: TrainSpec):
+  """The Adam learning rate of the spec: a float or a Keras schedule over
+  all epochs * steps_per_epoch steps."""
+  if spec.lr_schedule == "constant":
+    return spec.learning_rate
+  if spec.lr_schedule == "cosine":
+    return tf.keras.optimizers.schedules.CosineDecay(
+        spec.learning_rate, spec.total_steps, alpha=spec.lr_floor)
+  return tf.keras.optimizers.schedules.ExponentialDecay(
+      spec.learning_rate, decay_steps=spec.total_steps,
+      decay_rate=spec.lr_floor)
 
 
-# ---------------------------------------------------------------- callbacks
-def _epoch_seed(seed: int, epoch: int) -> int:
-  """A global TF seed for (seed, epoch) (deterministic, < 2**31)."""
-  return int((seed * 1_000_003 + epoch * 7_919 + 1) % (2**31 - 1))
-
-
-class _EpochSeeding(tf.keras.callbacks.Callback):
-  """Reseeds the train step's random ops at each epoch start.
-
-  The quantisation noise of the models comes from stateful random ops whose
-  state lives in the traced train function and is not checkpointed. Tracing
-  a fresh train function under `tf.random.set_seed(f(seed, epoch))` makes the
-  noise of epoch e a function of (seed, e) alone, so a resumed run draws the
-  same noise as an uninterrupted one.
-  """
-
-  def __init__(self, seed: int):
-    super().__init__()
-    self._seed = seed
-
-  def on_epoch_begin(self, epoch, logs=None):
-    tf.random.set_seed(_epoch_seed(self._seed, epoch))
-    self.model.make_train_function(force=True)
-
-
-class _Checkpointing(tf.keras.callbacks.Callback):
-  """At each epoch end: records the metrics (history.json) and saves the
-  weights and optimizer state (tf.train.CheckpointManager)."""
-
-  def __init__(self, manager, epoch_var, history, history_path,
-               steps_per_epoch):
-    super().__init__()
-    self._manager = manager
-    self._epoch_var = epoch_var
-    self._history = history
-    self._history_path = history_path
-    self._steps_per_epoch = steps_per_epoch
-
-  def on_epoch_end(self, epoch, logs=None):
-    entry = {"epoch": epoch + 1}
-    entry.update({k: float(v) for k, v in (logs or {}).items()})
-    bad = [k for k, v in entry.items() if not math.isfinite(v)]
-    if bad:
-      # Never checkpoint diverged weights: the last good checkpoint stays.
-      raise RuntimeError(
-          f"training diverged in epoch {epoch + 1}: {', '.join(bad)} became "
-          "NaN/Inf (checkpoint of the previous epoch kept); lower "
-          "--learning_rate or --lambda, or check the data.")
-    step = int(self.model.optimizer.iterations.numpy())
-    if step != (epoch + 1) * self._steps_per_epoch:
-      # Stopped mid-epoch by a callback: not a resumable epoch boundary.
-      _LOG.warning("epoch %d stopped after step %d; not checkpointed.",
-                   epoch + 1, step)
-      return
-    self._history.append(entry)
-    self._epoch_var.assign(epoch + 1)
-    _io.write_json(self._history_path, self._history)
-    self._manager.save(checkpoint_number=epoch + 1)
-
-
-class _ProgressBar(tf.keras.callbacks.Callback):
-  """A tqdm progress bar per epoch with the running loss, rate, distortion."""
-
-  def __init__(self, epochs: int, steps: int, every: int = 1):
-    super().__init__()
-    self._epochs, self._steps = epochs, steps
-    self._every = max(1, every)
-    self._bar = None
-
-  def on_epoch_begin(self, epoch, logs=None):
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    self._bar = tqdm(total=self._steps, unit="step", file=sys.stderr,
-                     desc=f"epoch {epoch + 1}/{self._epochs}",
-                     dynamic_ncols=True, leave=True)
-
-  def on_train_batch_end(self, batch, logs=None):
-    self._bar.update(1)
-    if logs and (batch + 1) % self._every == 0:
-      self._bar.set_postfix(_short(logs), refresh=False)
-
-  def on_epoch_end(self, epoch, logs=None):
-    if self._bar is not None:
-      if logs:
-        self._bar.set_postfix(_short(logs), refresh=False)
-      self._bar.close()
-      self._bar = None
-
-  def on_train_end(self, logs=None):
-    if self._bar is not None:
-      self._bar.close()
-
-
-def _devices(strategy) -> List[str]:
-  try:
-    return list(strategy.extended.worker_devices)
-  except RuntimeError:  # The default strategy: one (default) device.
-    return []
-
-
-def _short(logs):
-  return {k: f"{float(v):.4g}" for k, v in logs.items()}
-
-
-# -------------------------------------------------------------------- train
 def _build_optimizer_state(model):
   """Creates the optimizer's slot variables now (before any restore or
   trace), so restoring is immediate and every traced train step is the
@@ -518,55 +294,629 @@ def _build_optimizer_state(model):
   inner.build(model.trainable_variables)
 
 
-def float32_bottlenecks(model) -> int:
-  """Makes the training entropy models of `model` take float32 latents.
+def _restart_seed(seed: int, step: int) -> int:
+  """Global TF seed set before tracing (for random ops a model does not
+  make stateless, e.g. dropout inside tfp's PixelCNN)."""
+  return int((seed * 1_000_003 + step * 7_919 + 1) % (2**31 - 1))
 
-  tfc's ContinuousBatchedEntropyModel takes its `bottleneck_dtype` from the
-  Keras policy at construction, so a model built under mixed_bfloat16 /
-  mixed_float16 gets a bfloat16/float16 entropy model, while the models feed
-  it float32 latents (the rate must be computed in float32). Until the models
-  pass `bottleneck_dtype=tf.float32` themselves, this replaces such an entropy
-  model by the same one (same prior object, coding rank, offset setting; it
-  holds no variables of its own, so checkpoints are unchanged) with float32
-  bottlenecks. Returns the number of entropy models replaced.
+
+def _as_data_fn(data) -> Callable[[int], tf.data.Dataset]:
+  if isinstance(data, tf.data.Dataset):
+    return lambda start: data.skip(start) if start else data
+  if callable(data):
+    return data
+  raise TypeError("data must be a tf.data.Dataset whose batch i is a function "
+                  "of i, or a function start_step -> Dataset; got "
+                  f"{type(data).__name__}.")
+
+
+def _json_able(config) -> Any:
+  return json.loads(json.dumps(config, default=str))
+
+
+def _resume_record(spec: TrainSpec, model) -> Dict[str, Any]:
+  fields = list(RESUME_FIELDS)
+  if spec.lr_schedule != "constant":
+    fields.append("epochs")  # The schedule spans all steps.
+  record = {"spec": {k: getattr(spec, k) for k in fields}}
+  get_config = getattr(model, "get_config", None)
+  config = {}
+  if callable(get_config):
+    try:
+      config = _json_able(get_config())
+    except (NotImplementedError, TypeError):
+      config = {}
+  config.pop("seed", None)
+  record["model"] = {"class": type(model).__name__, "config": config}
+  return _json_able(record)
+
+
+def _check_resume(files: _RunFiles, record: Dict[str, Any]) -> None:
+  saved = _io.read_json(files.run)
+  changed = []
+  for section in ("spec", "model"):
+    old, new = saved.get(section, {}), record[section]
+    if section == "model":
+      old = dict(old.get("config", {}), _class=old.get("class"))
+      new = dict(new.get("config", {}), _class=new.get("class"))
+    for key in sorted(set(old) | set(new)):
+      if old.get(key) != new.get(key):
+        name = key if section == "spec" else f"model {key.strip('_')}"
+        changed.append(f"{name}: {old.get(key)!r} -> {new.get(key)!r}")
+  if changed:
+    raise ValueError(
+        f"train_dir {files.dir} holds a run with other settings "
+        f"({'; '.join(changed)}); resume with the same settings or use a new "
+        "train_dir.")
+
+
+def _finite(logs) -> List[str]:
+  return [k for k, v in (logs or {}).items()
+          if isinstance(v, (int, float, np.floating)) and not math.isfinite(v)]
+
+
+class _Signals:
+  """SIGINT/SIGTERM set a flag (acted on at the next step boundary) instead
+  of raising inside TensorFlow; a second signal gets the default behaviour.
+  Only in the main thread (signal handlers cannot be set elsewhere)."""
+
+  def __init__(self):
+    self.signum = None
+    self._old = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for s in (signal.SIGINT, signal.SIGTERM):
+        self._old[s] = signal.signal(s, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+    self._restore()
+
+  def _restore(self):
+    for s, handler in self._old.items():
+      signal.signal(s, handler)
+    self._old = {}
+
+  def __exit__(self, *exc):
+    self._restore()
+    return False
+
+
+class _Run(tf.keras.callbacks.Callback):
+  """The trainer's bookkeeping during `model.fit`: history, interval means
+  (log.csv), checkpoints, the NaN guard, Ctrl-C and the progress bar."""
+
+  def __init__(self, *, spec, files, manager, history, log_rows,
+               start_step, signals, metrics_fn, saved_metrics):
+    super().__init__()
+    self.spec, self.files, self.manager = spec, files, manager
+    self.history, self.log_rows = history, log_rows
+    self.signals, self.metrics_fn = signals, metrics_fn
+    self.saved_metrics = saved_metrics  # restored mid-epoch metric states
+    self.last_saved = start_step
+    self.last_time = time.time()
+    self.interrupted_at = None
+    self.diverged = None
+    self.stopped = False
+    self.bar = None
+    self.shown_step = start_step
+    self.shown_time = 0.0
+    self.epoch_start = None
+    self.prev = (0, {})  # (steps into the epoch, running means)
+    total = spec.total_steps
+    self.log_every = max(1, total // 200)
+    self.next_log = (start_step // self.log_every + 1) * self.log_every
+
+  # -- helpers
+  def step(self) -> int:
+    return int(self.model.optimizer.iterations.numpy())
+
+  def save(self, step: int) -> None:
+    if self.manager is None or step == self.last_saved:
+      return
+    if self.files.writer:
+      self.files.write_log(self.log_rows)
+      self.manager.save(checkpoint_number=step)
+    self.last_saved = step
+    self.last_time = time.time()
+
+  def _stop(self):
+    self.model.stop_training = True
+    self.stopped = True
+
+  # -- Keras hooks
+  def on_train_begin(self, logs=None):
+    if self.metrics_fn is not None and not self.history and (
+        self.step() == 0):
+      self.history.append({"epoch": 0, "step": 0,
+                           **_floats(self.metrics_fn(self.model))})
+    if self.spec.progress and self.bar is None:
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self.bar = tqdm(total=self.spec.total_steps, initial=self.step(),
+                      unit="step", file=sys.stderr, dynamic_ncols=True,
+                      leave=True)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    steps = self.spec.steps_per_epoch
+    self.epoch_start = epoch * steps
+    self.prev = (0, {})
+    if self.saved_metrics is not None:
+      # Resumed mid-epoch: fit reset the metrics; the epoch's running means
+      # continue from the checkpoint, and the next log.csv row starts where
+      # the last one of this epoch ended.
+      for v, value in zip(_metric_variables(self.model), self.saved_metrics):
+        v.assign(value)
+      self.saved_metrics = None
+      rows = [r for r in self.log_rows if r["step"] > self.epoch_start]
+      if rows:
+        n0 = rows[-1]["step"] - self.epoch_start
+        means, last = {}, self.epoch_start
+        for r in rows:
+          for k, v in r.items():
+            if k != "step":
+              means[k] = means.get(k, 0.0) + v * (r["step"] - last)
+          last = r["step"]
+        self.prev = (n0, {k: v / n0 for k, v in means.items()})
+    if self.bar is not None:
+      self.bar.set_description(f"epoch {epoch + 1}/{self.spec.epochs}")
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = self.step()
+    logs = dict(logs or {})
+    bad = _finite(logs)
+    if bad:
+      self.diverged = (step, bad)
+      self._stop()
+      return
+    self._log_interval(step, logs)
+    if self.bar is not None:
+      self.bar.update(step - self.shown_step)
+      self.shown_step = step
+      if time.time() - self.shown_time > 0.5:
+        self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()},
+                             refresh=False)
+        self.shown_time = time.time()
+    if self.signals.signum is not None:
+      self.save(step)
+      self.interrupted_at = step
+      self._stop()
+      return
+    spec = self.spec
+    if (spec.checkpoint_every and step - self.last_saved >=
+        spec.checkpoint_every) or (
+            spec.checkpoint_seconds and
+            time.time() - self.last_time >= spec.checkpoint_seconds):
+      self.save(step)
+
+  def _log_interval(self, step, logs):
+    """Appends the mean of each metric over the steps since the last row
+    (exact, from the epoch's running means)."""
+    if step < self.next_log and step % self.spec.steps_per_epoch:
+      return
+    n = step - self.epoch_start
+    n0, prev = self.prev
+    row = {"step": step}
+    for k, v in logs.items():
+      if n > n0:
+        row[k] = (float(v) * n - prev.get(k, 0.0) * n0) / (n - n0)
+    self.prev = (n, {k: float(v) for k, v in logs.items()})
+    self.log_rows.append(row)
+    self.next_log = (step // self.log_every + 1) * self.log_every
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.stopped and self.interrupted_at is None:
+      return
+    step = self.step()
+    if step != (epoch + 1) * self.spec.steps_per_epoch:
+      # Stopped mid-epoch (Ctrl-C): no history entry; the checkpoint holds
+      # the epoch's metrics so far.
+      if self.signals.signum is not None and self.interrupted_at is None:
+        self.save(step)
+        self.interrupted_at = step
+        self._stop()
+      return
+    entry = {"epoch": epoch + 1, "step": step, **_floats(logs)}
+    if self.metrics_fn is not None:
+      entry.update(_floats(self.metrics_fn(self.model)))
+    bad = _finite(entry)
+    if bad:
+      self.diverged = (step, bad)
+      self._stop()
+      return
+    self.history.append(entry)
+    self.files.write_history(self.history)
+    self.save(step)
+    if self.signals.signum is not None and self.interrupted_at is None:
+      self.interrupted_at = step
+      self._stop()
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
+      self.bar = None
+
+
+def _floats(d) -> Dict[str, float]:
+  return {k: float(v) for k, v in (d or {}).items()}
+
+
+def _metric_variables(model) -> List[tf.Variable]:
+  return [v for m in model.metrics for v in m.variables]
+
+
+def _strip_failure(e: Exception) -> str:
+  lines = [line.strip() for line in (getattr(e, "message", None) or str(e))
+           .splitlines() if line.strip() and not line.strip().startswith("[[")]
+  return lines[-1] if lines else type(e).__name__
+
+
+# --------------------------------------------------------------------- fit
+def fit(model, data, spec: TrainSpec, *, validation=None,
+        callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+        metrics_fn: Optional[Callable[[Any], Dict[str, float]]] = None
+        ) -> TrainResult:
+  """Trains `model` on `data` as `spec` says; resumes from spec.train_dir.
+
+  Args:
+    model: a function () -> Keras model with its own `train_step` (a codec
+      of `tfc_perception.models`, a density model, ...), called in the
+      strategy's scope under the precision policy; or the model itself (then
+      strategy and precision_policy must be the defaults).
+    data: a function start_step -> tf.data.Dataset whose batch i is the
+      batch of training step start_step + i (the `tfc_perception.data`
+      streams take start_step), or a Dataset whose batch i is a function of
+      i (resumed runs skip the first batches).
+    spec: a `TrainSpec`; the fields that describe the model and the data
+      (model, distortion, data, ...) must be unset (they are for
+      `train`).
+    validation: a finite Dataset evaluated after every epoch (val_* in the
+      history), or None.
+    callbacks: extra Keras callbacks (they run before the trainer's
+      bookkeeping, so values they add to `logs` in on_epoch_end are recorded
+      in history.json).
+    metrics_fn: model -> {name: value}, evaluated before training (history
+      entry epoch 0) and after every epoch; recorded in the history, so it
+      survives a resume (e.g. a test-set curve).
+
+  Returns:
+    A `TrainResult`. A run whose train_dir already reached the last step is
+    not trained further.
+
+  Raises:
+    TrainingInterrupted: SIGINT/SIGTERM (checkpoint written).
+    ValueError: invalid spec (naming the field), a train_dir holding another
+      run, batch size not divisible by the replicas, data errors.
+    RuntimeError: training diverged (NaN/Inf; the last good checkpoint is
+      kept), or logical CPUs requested after TensorFlow started.
   """
-  import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
-  em = getattr(model, "entropy_model", None)
-  if not isinstance(em, tfc.ContinuousBatchedEntropyModel) or (
-      em.bottleneck_dtype == tf.float32 or em.compression):
-    return 0
-  model.entropy_model = tfc.ContinuousBatchedEntropyModel(
-      em.prior, coding_rank=em.coding_rank, compression=False,
-      offset_heuristic=em.offset_heuristic,
-      expected_grads=em.expected_grads, tail_mass=em.tail_mass,
-      laplace_tail_mass=em.laplace_tail_mass, bottleneck_dtype=tf.float32)
-  return 1
+  if not isinstance(spec, TrainSpec):
+    raise TypeError(f"spec must be a TrainSpec, got {type(spec).__name__}.")
+  given = [f"{k}={getattr(spec, k)!r}" for k in _DESCRIBING
+           if getattr(spec, k) is not None]
+  if given:
+    raise ValueError(
+        f"fit() takes the model and the data as arguments; the TrainSpec "
+        f"fields that describe them ({', '.join(given)}) are for "
+        "training.train (bin/train): leave them unset.")
+  return _fit(model, data, spec, validation, callbacks, metrics_fn)
 
 
-def _model_kwargs(cfg: TrainConfig, density) -> Dict[str, Any]:
-  """build_model arguments from the config.
+def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
+  t0 = time.time()
+  if spec.logical_cpus:
+    configure_logical_cpus(spec.logical_cpus)
+  data_fn = _as_data_fn(data)
+  strategy = make_strategy(spec.strategy)
+  replicas = strategy.num_replicas_in_sync
+  if spec.batchsize % replicas:
+    raise ValueError(f"batchsize {spec.batchsize} is not divisible by the "
+                     f"{replicas} replicas of strategy {spec.strategy}.")
+  files = _RunFiles(spec.train_dir, _writes_outputs(strategy))
+  removed = files.remove_stale_temporaries()
+  if removed:
+    _LOG.warning("removed what an interrupted save left behind: %s",
+                 ", ".join(removed))
+  previous_policy = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy(spec.precision_policy)
+  try:
+    with _Signals() as signals:
+      with strategy.scope():
+        if isinstance(model, tf.keras.Model):
+          if spec.strategy != "default" or spec.precision_policy != "float32":
+            raise ValueError(
+                "strategy and precision_policy need the model built in their "
+                "scope: pass a function that builds it, e.g. fit(lambda: "
+                "models.build_model(...), data, spec).")
+        elif callable(model):
+          model = model()
+        if not isinstance(model, tf.keras.Model):
+          raise TypeError("model must be a Keras model or a function that "
+                          f"returns one; got {type(model).__name__}.")
+        if hasattr(model, "training_seed"):
+          model.training_seed = spec.seed
+        model.compile(
+            optimizer=tf.keras.optimizers.Adam(_learning_rate(spec)),
+            steps_per_execution=spec.steps_per_execution,
+            run_eagerly=spec.run_eagerly)
+        _build_optimizer_state(model)
+        checkpoint = tf.train.Checkpoint(model=model,
+                                         optimizer=model.optimizer)
+      manager = (tf.train.CheckpointManager(checkpoint, files.checkpoints,
+                                            max_to_keep=3)
+                 if files.dir else None)
+      record = _resume_record(spec, model)
+      saved_metrics = None
+      if manager is not None and manager.latest_checkpoint:
+        if os.path.exists(files.run):
+          _check_resume(files, record)
+        checkpoint.restore(
+            manager.latest_checkpoint).assert_existing_objects_matched()
+        saved_metrics = [v.numpy() for v in _metric_variables(model)]
+        _LOG.info("resumed %s at step %d", manager.latest_checkpoint,
+                  int(model.optimizer.iterations.numpy()))
+      else:
+        files.write_run(record)
+      start = int(model.optimizer.iterations.numpy())
+      history = files.read_history(start)
+      log_rows = files.read_log(start)
+      total = spec.total_steps
+      steps = spec.steps_per_epoch
+      if start % steps == 0:
+        saved_metrics = None  # A new epoch starts with reset metrics.
+      run = _Run(spec=spec, files=files, manager=manager, history=history,
+                 log_rows=log_rows, start_step=start, signals=signals,
+                 metrics_fn=metrics_fn, saved_metrics=saved_metrics)
+      cbs = list(callbacks)
+      if files.writer:
+        cbs.append(tf.keras.callbacks.TensorBoard(
+            log_dir=files.logs, write_graph=False, update_freq="epoch",
+            profile_batch=0))
+      cbs.append(run)
+      tf.random.set_seed(_restart_seed(spec.seed, start))
+      step = start
 
-  The user's options go to `build_model` (which warns about those a model
-  does not take). Two are passed only where the model's constructor takes
-  them: the default distortion (so that e.g. the PixelCNN density model,
-  trained by likelihood, gets no distortion) and `image_shape`
-  (patchsize x patchsize x 3, for models with a fixed input size).
-  """
-  import inspect  # pylint: disable=g-import-not-at-top
+      def kept():
+        if manager is not None and manager.latest_checkpoint:
+          return f"the checkpoint of step {run.last_saved} is kept"
+        return "no checkpoint was written"
+
+      try:
+        while step < total and not run.stopped:
+          epoch, into = divmod(step, steps)
+          last = epoch + 1 if into else spec.epochs
+          model.fit(data_fn(step), initial_epoch=epoch, epochs=last,
+                    steps_per_epoch=steps - into, validation_data=validation,
+                    callbacks=cbs, verbose=0)
+          step = int(model.optimizer.iterations.numpy())
+      except tf.errors.InvalidArgumentError as e:
+        raise RuntimeError(
+            f"training failed at step "
+            f"{int(model.optimizer.iterations.numpy())}: {_strip_failure(e)}"
+            f" ({kept()}; if the loss diverged, lower learning_rate or lmbda,"
+            " otherwise check the data).") from None
+      finally:
+        run.close()
+      if run.diverged is not None:
+        at, names = run.diverged
+        raise RuntimeError(
+            f"training diverged at step {at}: {', '.join(names)} became "
+            f"NaN/Inf ({kept()}); lower learning_rate or lmbda, or check the "
+            "data.")
+      step = int(model.optimizer.iterations.numpy())
+      if manager is not None:
+        run.save(step)
+      curves = None
+      if files.writer:
+        files.write_log(log_rows)
+        curves = _plot_curves(files.curves, history, log_rows, model)
+      if run.interrupted_at is not None:
+        raise TrainingInterrupted(run.interrupted_at, signals.signum,
+                                  manager is not None, files.dir)
+    final = dict(history[-1]) if history and history[-1]["epoch"] else {}
+    return TrainResult(model=model, history=history, final_metrics=final,
+                       initial_step=start, global_step=step,
+                       num_replicas=replicas, train_dir=files.dir,
+                       curves=curves, wall_time_s=time.time() - t0)
+  finally:
+    tf.keras.mixed_precision.set_global_policy(previous_policy)
+
+
+# ------------------------------------------------------------------ curves
+def _axis_label(key: str, model) -> str:
+  """Axis label with units for a logged metric."""
+  if key == "rate":
+    return f"rate R ({getattr(model, 'rate_unit', '?')})"
+  if key == "bits_per_dim":
+    return "NLL (bits/dim)"
+  if key == "distortion":
+    name = getattr(model, "distortion", None)
+    if name:
+      from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+      metric = registry.get(name)
+      vectors = not getattr(model, "is_image_model", True)
+      return f"distortion D: {name} ({metric.loss_unit(vectors)})"
+    return "distortion D"
+  if key == "loss":
+    if getattr(model, "distortion", None) and getattr(model, "lmbda", None):
+      return "loss L = R + λ·D (Eq. 3)"
+    unit = getattr(model, "rate_unit", None)
+    return f"loss ({unit})" if unit == "bits/dim" else "loss (training objective)"
+  return key
+
+
+def _plot_curves(path: str, history, log_rows, model) -> str:
+  """curves.png: each training metric against the step (interval means,
+  epoch means, validation)."""
+  from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
+  keys = []
+  for row in list(log_rows) + [h for h in history if h.get("epoch")]:
+    for k in row:
+      if k not in ("step", "epoch") and not k.startswith("val_") and (
+          k not in keys):
+        keys.append(k)
+  order = {"loss": 0, "rate": 1, "distortion": 2}
+  keys.sort(key=lambda k: (order.get(k, 3), k))
+  keys = keys[:6] or ["loss"]
+  fig, axes = plotting.subplots(1, len(keys), size=(3.9, 3.1))
+  epochs = [h for h in history if h.get("epoch")]
+  for ax, key in zip(axes[0], keys):
+    rows = [r for r in log_rows if key in r]
+    if rows:
+      ax.plot([r["step"] for r in rows], [r[key] for r in rows], "-",
+              color="tab:blue", lw=0.9, alpha=0.7,
+              label="training (interval means)")
+    pts = [h for h in epochs if key in h]
+    if pts:
+      ax.plot([h["step"] for h in pts], [h[key] for h in pts], "o",
+              color="tab:blue", ms=4, label="training (epoch means)")
+    val = [h for h in epochs if f"val_{key}" in h]
+    if val:
+      ax.plot([h["step"] for h in val], [h[f"val_{key}"] for h in val], "s--",
+              color="tab:orange", ms=4, label="validation")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(_axis_label(key, model))
+    ax.grid(alpha=0.3)
+    if rows or pts or val:
+      ax.legend(fontsize=7)
+  fig.suptitle(f"{type(model).__name__}: training curves", fontsize=9)
+  plotting.save_figure(fig, path)
+  return path
+
+
+# ------------------------------------------------------------------ train
+def _sources():
+  from tfc_perception.data import sources  # pylint: disable=g-import-not-at-top
+  return sources
+
+
+def _is_image_model(cls) -> bool:
+  return bool(getattr(cls, "is_image_model", True))
+
+
+def _needs_density(distortion: Optional[str]) -> bool:
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  return distortion is not None and registry.get(distortion).needs_density
+
+
+def _checked(spec: TrainSpec) -> TrainSpec:
+  """train()'s checks of names and data (errors name the field); returns
+  the spec with the canonical distortion name."""
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
-  params = inspect.signature(models.model_class(cfg.model).__init__).parameters
-  kwargs = dict(lmbda=cfg.lmbda, quality=cfg.quality,
-                num_filters=cfg.num_filters,
-                latent_channels=cfg.latent_channels,
-                num_centers=cfg.num_centers, density_fn=density, seed=cfg.seed)
-  if "distortion" in params or cfg.distortion != "mse":
-    kwargs["distortion"] = cfg.distortion
-  if "image_shape" in params:
-    kwargs["image_shape"] = (cfg.patchsize, cfg.patchsize, 3)
-  return kwargs
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  accepted = ", ".join(models.registered_models())
+  if spec.model is None:
+    raise ValueError(f"model: not given; accepted: {accepted}.")
+  if spec.model in models.density_models():
+    raise ValueError(f"model: {spec.model!r} is a density model; train it "
+                     "with training.fit(lambda: models.build_density_model"
+                     f"({spec.model!r}, ...), data, spec) (bin/train trains "
+                     f"the codecs: {accepted}).")
+  try:
+    cls = models.model_class(spec.model)
+  except ValueError:
+    raise ValueError(f"model: unknown {spec.model!r}; accepted: "
+                     f"{accepted}.") from None
+  if not spec.data:
+    raise ValueError("data: not given: a 2-D source (student_t, uniform2d), "
+                     "a .npy file of points, uniform_noise, or a folder/glob "
+                     "of images.")
+  if not spec.train_dir:
+    raise ValueError("train_dir: not given: the directory for checkpoints, "
+                     "logs and (when reused) resuming.")
+  if spec.distortion is not None:
+    spec = dataclasses.replace(
+        spec, distortion=registry.canonical(spec.distortion, "distortion"))
+  image = _is_image_model(cls)
+  _check_data(spec.data, image, "data")
+  if spec.validation_data:
+    _check_data(spec.validation_data, image, "validation_data")
+  sources = _sources()
+  if spec.weight_density and not sources.is_source_name(spec.weight_density):
+    raise ValueError(f"weight_density: unknown {spec.weight_density!r}; "
+                     f"accepted: {', '.join(sources.SOURCES)}.")
+  if _needs_density(spec.distortion):
+    if image:
+      raise ValueError(f"distortion {spec.distortion} needs the exact density "
+                       "P(x) of the data, known only for the 2-D sources "
+                       "(model toy2d).")
+    weight = spec.weight_density or spec.data
+    if not sources.is_source_name(weight):
+      raise ValueError(
+          f"distortion {spec.distortion} weights D by the density of a 2-D "
+          f"source; data {spec.data!r} has none, so give weight_density "
+          "(student_t or uniform2d).")
+  elif spec.weight_density:
+    raise ValueError("weight_density is used only with distortion "
+                     "density_mse or inverse_density_mse, not "
+                     f"{spec.distortion or 'mse'}.")
+  return spec
 
 
-def _check_paths(cfg: TrainConfig, train_dir: str, export: str) -> bool:
+def _check_data(value: str, image: bool, name: str) -> None:
+  sources = _sources()
+  if image:
+    if sources.is_source_name(value):
+      raise ValueError(f"{name} {value} is a 2-D source, for model toy2d; "
+                       f"image models accept {UNIFORM_NOISE} or a folder/"
+                       "glob of images.")
+  elif not (sources.is_source_name(value) or value.endswith(".npy")):
+    raise ValueError(f"{name} {value!r} is not data for a 2-D model; "
+                     f"accepted: {', '.join(sources.SOURCES)} or a .npy "
+                     "file of [N, 2] points.")
+
+
+def _load_points(path: str) -> np.ndarray:
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no such .npy file of points: {path!r}.")
+  try:
+    return np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"cannot read {path!r} as a .npy array: {e}") from None
+
+
+def _train_dataset(spec: TrainSpec, image: bool,
+                   start_step: int) -> tf.data.Dataset:
+  """The endless training stream of spec.data, from batch `start_step`."""
+  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
+  sources = _sources()
+  b, seed = spec.batchsize, spec.seed
+  if not image:
+    if sources.is_source_name(spec.data):
+      return sources.source_dataset(spec.data, b, seed, start_step)
+    return sources.points_dataset(_load_points(spec.data), b, seed,
+                                  start_step, name=spec.data)
+  if spec.data == UNIFORM_NOISE:
+    return images.uniform_noise_images(spec.patchsize, b, seed, start_step)
+  return images.random_crops(spec.data, spec.patchsize, b, seed, start_step)
+
+
+def _validation_dataset(spec: TrainSpec,
+                        image: bool) -> Optional[tf.data.Dataset]:
+  """A finite validation set, the same at every epoch (and on resume)."""
+  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
+  value = spec.validation_data
+  if not value:
+    return None
+  sources = _sources()
+  vseed = (spec.seed + 2**30) % 2**31  # A stream disjoint from training's.
+  b, steps = spec.batchsize, spec.validation_steps
+  if not image:
+    if sources.is_source_name(value):
+      return sources.source_dataset(value, b, vseed).take(steps)
+    points = _load_points(value)
+    # Same checks as for training (shape, NaN), then every point once.
+    sources.points_dataset(points, 1, name=value)
+    return tf.data.Dataset.from_tensor_slices(
+        points.astype(np.float32)).batch(b)
+  if value == UNIFORM_NOISE:
+    return images.uniform_noise_images(spec.patchsize, b, vseed).take(steps)
+  return images.center_crops(value, spec.patchsize, b)
+
+
+def _check_paths(spec: TrainSpec, train_dir: str, export: str) -> bool:
   """Refuses output paths that would destroy inputs or other files, before
   any training. Returns whether the export may replace a saved model."""
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
@@ -580,11 +930,11 @@ def _check_paths(cfg: TrainConfig, train_dir: str, export: str) -> bool:
     raise ValueError(
         f"--export {export} lies inside --train_dir {train_dir}; use the "
         f"default ({default}) or a folder outside the train_dir.")
-  for spec, name in ((cfg.data, "--data"),
-                     (cfg.validation_data, "--validation_data")):
-    if spec and os.path.isdir(spec):
-      _io.check_output_path(train_dir, {name: spec}, "--train_dir")
-      _io.check_output_path(export, {name: spec}, "--export")
+  for value, name in ((spec.data, "--data"),
+                      (spec.validation_data, "--validation_data")):
+    if value and os.path.isdir(value):
+      _io.check_output_path(train_dir, {name: value}, "--train_dir")
+      _io.check_output_path(export, {name: value}, "--export")
   own = False
   manifest = export.rstrip(os.sep) + ".manifest.json"
   if models.is_saved_model(export) and os.path.isfile(manifest):
@@ -592,154 +942,78 @@ def _check_paths(cfg: TrainConfig, train_dir: str, export: str) -> bool:
       own = _io.read_json(manifest).get("train_dir") == train_dir
     except (OSError, ValueError, AttributeError):
       own = False
-  overwrite = bool(cfg.overwrite or own)
+  overwrite = bool(spec.overwrite or own)
   models.check_save_path(export, overwrite=overwrite)
   return overwrite
 
 
-def _check_resume_config(path: str, cfg: TrainConfig) -> None:
-  saved = _io.read_json(path)
-  changed = [f"{k}: {saved.get(k)!r} -> {getattr(cfg, k)!r}"
-             for k in _RESUME_KEYS if saved.get(k) != getattr(cfg, k)]
-  if changed:
-    raise ValueError(
-        f"--train_dir {os.path.dirname(path)} holds a run with other "
-        f"settings ({'; '.join(changed)}); resume with the same settings or "
-        "use a new --train_dir.")
+def _model_factory(spec: TrainSpec, density) -> Callable[[], Any]:
+  """() -> the codec bin/train trains (build_model warns about options a
+  codec does not take)."""
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  kwargs = dict(lmbda=spec.lmbda, quality=spec.quality,
+                num_filters=spec.num_filters,
+                latent_channels=spec.latent_channels,
+                num_centers=spec.num_centers, density_fn=density,
+                seed=spec.seed, distortion=spec.distortion)
+
+  def build():
+    try:
+      return models.build_model(spec.model, **kwargs)
+    except TypeError as e:
+      raise ValueError(f"model {spec.model}: {e}") from None
+  return build
 
 
-def train(config: Union[TrainConfig, Mapping[str, Any]],
-          callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> TrainResult:
-  """Trains a compressive autoencoder with Eq. 3 (L = R + lambda * D).
+def train(spec: Union[TrainSpec, Dict[str, Any]],
+          callbacks: Sequence[tf.keras.callbacks.Callback] = ()
+          ) -> TrainResult:
+  """bin/train: builds the codec spec.model and the data of spec.data,
+  trains them with `fit`, exports the model and writes a manifest.
 
-  Resumes from the last checkpoint in `config.train_dir` if there is one
-  (weights, optimizer state, epoch; the data streams and training noise
-  continue exactly where the uninterrupted run would be). A run that already
-  reached `epochs` is not trained further; it is exported again.
+  The model is exported with `models.save_model` (ready for bin/codec) to
+  spec.export (default train_dir/export), with the run manifest (spec,
+  command line, versions, git commit, wall time, final metrics) at
+  `<export>.manifest.json`. (Density models train with `fit`.)
 
   Args:
-    config: a `TrainConfig` or a mapping of its fields ("lambda" accepted
-      for "lmbda").
-    callbacks: extra Keras callbacks (appended after the built-in ones).
+    spec: a `TrainSpec` (or a mapping of its fields, "lambda" accepted for
+      lmbda) with model, data and train_dir set.
+    callbacks: extra Keras callbacks.
 
   Returns:
-    A `TrainResult`.
+    A `TrainResult` with `export` and `manifest` set.
 
   Raises:
-    ValueError: invalid configuration or data (unknown model/distortion,
-      lambda <= 0, NaN in data, wrong channel count, images smaller than the
-      crop, a train_dir holding another run, batch size not divisible by the
-      number of replicas...).
-    FileNotFoundError: no images / points file found.
-    RuntimeError: logical CPUs requested after TensorFlow started.
+    TrainingInterrupted, ValueError, FileNotFoundError, RuntimeError: as
+      `fit`, plus unknown model/distortion/data (naming the field).
   """
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
   t0 = time.time()
-  cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(
-      config)
-  cfg = dataclasses.replace(cfg).validate()
-  if cfg.logical_cpus:
-    configure_logical_cpus(cfg.logical_cpus)
-  image = _is_image_model(cfg.model)
-  train_dir = os.path.abspath(cfg.train_dir)
-  export = os.path.abspath(cfg.export or os.path.join(train_dir, "export"))
-  overwrite = _check_paths(cfg, train_dir, export)
-  os.makedirs(train_dir, exist_ok=True)
-  config_path = os.path.join(train_dir, "config.json")
-  history_path = os.path.join(train_dir, "history.json")
-  ckpt_dir = os.path.join(train_dir, "checkpoints")
-  if os.path.exists(config_path) and tf.train.latest_checkpoint(ckpt_dir):
-    _check_resume_config(config_path, cfg)
-  else:
-    _io.write_json(config_path, cfg.to_dict())
-
-  strategy = make_strategy(cfg.strategy)
-  replicas = strategy.num_replicas_in_sync
-  if cfg.batchsize % replicas:
-    raise ValueError(f"--batchsize {cfg.batchsize} is not divisible by the "
-                     f"{replicas} replicas of --strategy {cfg.strategy}.")
-
-  previous_policy = tf.keras.mixed_precision.global_policy()
-  tf.keras.mixed_precision.set_global_policy(cfg.precision_policy)
-  try:
-    density = None
-    if _needs_density(cfg.distortion):
-      density = _sources().density_fn(cfg.weight_density or cfg.data)
-    with strategy.scope():
-      try:
-        model = models.build_model(cfg.model,
-                                   **_model_kwargs(cfg, density))
-      except TypeError as e:
-        raise ValueError(f"--model {cfg.model}: {e}") from None
-      if cfg.precision_policy != "float32":
-        float32_bottlenecks(model)
-      model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
-      _build_optimizer_state(model)
-      epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False,
-                              name="epoch")
-      checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                       epoch=epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
-    history: List[Dict[str, float]] = []
-    if manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-      if os.path.exists(history_path):
-        history = _io.read_json(history_path)
-      _LOG.info("resumed %s at epoch %d", manager.latest_checkpoint,
-                int(epoch_var.numpy()))
-    initial_epoch = int(epoch_var.numpy())
-    history = [h for h in history if h["epoch"] <= initial_epoch]
-    start_step = initial_epoch * cfg.steps_per_epoch
-    if int(model.optimizer.iterations.numpy()) != start_step:
-      raise RuntimeError(
-          f"checkpoint {manager.latest_checkpoint} is at optimizer step "
-          f"{int(model.optimizer.iterations.numpy())}, expected {start_step} "
-          f"= epoch {initial_epoch} x {cfg.steps_per_epoch} steps.")
-
-    if initial_epoch < cfg.epochs:
-      train_ds = _train_dataset(cfg, image, start_step)
-      val_ds = _validation_dataset(cfg, image)
-      cbs = [_EpochSeeding(cfg.seed)]
-      if cfg.progress:
-        cbs.append(_ProgressBar(cfg.epochs, cfg.steps_per_epoch,
-                                every=max(1, cfg.steps_per_epoch // 100)))
-      cbs += [
-          tf.keras.callbacks.TensorBoard(
-              log_dir=os.path.join(train_dir, "logs"), write_graph=False,
-              update_freq="epoch", profile_batch=0),
-          tf.keras.callbacks.TerminateOnNaN(),
-          _Checkpointing(manager, epoch_var, history, history_path,
-                         cfg.steps_per_epoch),
-      ]
-      cbs += list(callbacks)
-      try:
-        model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=cfg.steps_per_epoch, validation_data=val_ds,
-                  callbacks=cbs, verbose=0)
-      except tf.errors.InvalidArgumentError as e:
-        # E.g. the models' finiteness checks once training has diverged.
-        lines = [l.strip() for l in (e.message or str(e)).splitlines()
-                 if l.strip() and not l.strip().startswith("[[")]
-        detail = lines[-1] if lines else type(e).__name__
-        raise RuntimeError(
-            f"training failed in epoch {int(epoch_var.numpy()) + 1}: "
-            f"{detail.strip()} (the checkpoint of the previous epoch is "
-            "kept; if the loss diverged, lower --learning_rate or --lambda, "
-            "otherwise check the data).") from None
-    final = {k: v for k, v in history[-1].items()} if history else {}
-    models.save_model(model, export, overwrite=overwrite)
-    manifest_path = export.rstrip(os.sep) + ".manifest.json"
-    manifest = _io.make_manifest(
-        cfg.to_dict(), wall_time_s=time.time() - t0,
-        final_metrics=final, epochs_completed=len(history),
-        global_step=int(model.optimizer.iterations.numpy()),
-        resumed_from_epoch=initial_epoch, num_replicas=replicas,
-        strategy_devices=_devices(strategy),
-        rate_unit=getattr(model, "rate_unit", None),
-        train_dir=train_dir, export=export, history=history)
-    _io.write_json(manifest_path, manifest)
-    return TrainResult(model=model, history=history, final_metrics=final,
-                       export=export, manifest=manifest_path,
-                       initial_epoch=initial_epoch, num_replicas=replicas)
-  finally:
-    tf.keras.mixed_precision.set_global_policy(previous_policy)
+  if not isinstance(spec, TrainSpec):
+    spec = TrainSpec.from_dict(spec)
+  spec = _checked(spec)
+  image = _is_image_model(models.model_class(spec.model))
+  train_dir = os.path.abspath(spec.train_dir)
+  export = os.path.abspath(spec.export or os.path.join(train_dir, "export"))
+  overwrite = _check_paths(spec, train_dir, export)
+  density = None
+  if _needs_density(spec.distortion):
+    density = _sources().density_fn(spec.weight_density or spec.data)
+  result = _fit(_model_factory(spec, density),
+                lambda start: _train_dataset(spec, image, start), spec,
+                _validation_dataset(spec, image), callbacks, None)
+  models.save_model(result.model, export, overwrite=overwrite)
+  manifest_path = export.rstrip(os.sep) + ".manifest.json"
+  manifest = _io.make_manifest(
+      spec.to_dict(), wall_time_s=time.time() - t0,
+      final_metrics=result.final_metrics,
+      epochs_completed=len([h for h in result.history if h.get("epoch")]),
+      global_step=result.global_step, resumed_from_step=result.initial_step,
+      num_replicas=result.num_replicas,
+      rate_unit=getattr(result.model, "rate_unit", None),
+      train_dir=train_dir, export=export, curves=result.curves,
+      history=result.history)
+  _io.write_json(manifest_path, manifest)
+  result.export, result.manifest = export, manifest_path
+  return result

@@ -7,7 +7,9 @@ imported, so subcommands may reuse flag names (--output, ...).
 
 Errors: a ValueError/FileNotFoundError/RuntimeError raised by the library is
 printed as one line `error: ...` on stderr with exit status 1 (set
-TFC_PERCEPTION_DEBUG=1 for the traceback).
+TFC_PERCEPTION_DEBUG=1 for the traceback). Training stopped by Ctrl-C or
+SIGTERM prints one line ("interrupted at step N; checkpoint saved; rerun the
+same command to resume") and exits with 128 + the signal number.
 """
 
 import importlib
@@ -20,8 +22,23 @@ def _one_line_errors(main):
   def wrapped(argv):
     try:
       return main(argv)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError,
-            KeyError) as e:
+    except KeyboardInterrupt:
+      if os.environ.get("TFC_PERCEPTION_DEBUG"):
+        raise
+      print("interrupted; rerun the same command to continue (finished "
+            "models and checkpoints are kept)", file=sys.stderr)
+      sys.exit(130)
+    except Exception as e:  # pylint: disable=broad-except
+      if type(e).__name__ == "TrainingInterrupted":
+        # training.TrainingInterrupted (not imported here: that would start
+        # TensorFlow): its message is the one line to print.
+        if os.environ.get("TFC_PERCEPTION_DEBUG"):
+          raise
+        print(str(e), file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 130))
+      if not isinstance(e, (ValueError, FileNotFoundError, RuntimeError,
+                            OSError, KeyError)):
+        raise
       if os.environ.get("TFC_PERCEPTION_DEBUG"):
         raise
       msg = str(e).strip().splitlines()

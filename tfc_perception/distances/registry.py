@@ -71,6 +71,8 @@ class Metric:
     vector_loss_ref: the loss for vectors, if it differs.
     training_options: extra loss options of the image models' D in Eq. 3
       (their units, docs/models.md).
+    unit: unit of the loss as the image models train with it (axis labels).
+    vector_unit: unit of the loss for vectors, if it applies to them.
   """
   name: str
   aliases: Tuple[str, ...]
@@ -84,6 +86,8 @@ class Metric:
   function_ref: str
   loss_ref: str
   needs_density: bool = False
+  unit: str = "unitless"
+  vector_unit: Optional[str] = None
   vector_function_ref: Optional[str] = None
   vector_loss_ref: Optional[str] = None
   options: Mapping[str, Any] = dataclasses.field(
@@ -200,6 +204,10 @@ class Metric:
       return fn(opts.get("num_levels", 6))
     return 1
 
+  def loss_unit(self, vectors: bool = False) -> str:
+    """The unit of `loss(vectors, training=True)`, for axis labels."""
+    return (self.vector_unit or self.unit) if vectors else self.unit
+
   @property
   def min_size(self) -> int:
     """Smallest image height/width with the default options."""
@@ -227,11 +235,12 @@ _METRICS: Tuple[Metric, ...] = (
        True, True, True, True, f"{_D}.mse:mse", f"{_L}:MSE",
        vector_function_ref=f"{_D}.mse:squared_error",
        vector_loss_ref=f"{_L}:SquaredError",
-       training_options={"scale": 255.0 ** 2}),
+       training_options={"scale": 255.0 ** 2}, unit="(0–255)²",
+       vector_unit="source units²"),
     _m("psnr", (), "psnr", "PSNR",
        "peak signal-to-noise ratio 10 log10(max_val^2 / MSE), dB (higher is "
        "better; its loss is -PSNR)",
-       False, True, False, True, f"{_D}.mse:psnr", f"{_L}:PSNR"),
+       False, True, False, True, f"{_D}.mse:psnr", f"{_L}:PSNR", unit="dB"),
     _m("msssim", ("ms_ssim", "ms-ssim"), "ms_ssim", "MS-SSIM",
        "multi-scale SSIM (== tf.image.ssim_multiscale), in [0, 1], higher is "
        "better; its loss is 1 - MS-SSIM; 5 scales need >= 161 px",
@@ -253,21 +262,24 @@ _METRICS: Tuple[Metric, ...] = (
        "squared Euclidean error ||x - y||^2 summed over all non-batch axes "
        "(input units)",
        True, True, True, False, f"{_D}.mse:squared_error",
-       f"{_L}:SquaredError"),
+       f"{_L}:SquaredError", unit="input units²",
+       vector_unit="source units²"),
     _m("euclidean", (), "euclidean", "||x − y||",
        "Euclidean distance ||x - y||_2 over all non-batch axes (input units;"
        " the paper's De)",
-       True, True, True, False, f"{_D}.mse:euclidean", f"{_L}:Euclidean"),
+       True, True, True, False, f"{_D}.mse:euclidean", f"{_L}:Euclidean",
+       unit="input units", vector_unit="source units"),
     _m("density_mse", ("density_weighted_mse",), "density", "P(x)·||x − y||²",
        "P(x)·||x - y||^2 with the source density P (Fig. 12; 2-D sources)",
        True, False, True, False, f"{_D}.density:density_weighted_mse",
-       f"{_L}:DensityWeightedMSE", needs_density=True),
+       f"{_L}:DensityWeightedMSE", needs_density=True,
+       vector_unit="density × source units²"),
     _m("inverse_density_mse", ("inverse_density_weighted_mse",), "density",
        "||x − y||²/P(x)",
        "||x - y||^2 / P(x) with the source density P (Fig. 12; 2-D sources)",
        True, False, True, False, f"{_D}.density:inverse_density_weighted_mse",
        f"{_L}:DensityWeightedMSE", needs_density=True,
-       loss_options={"inverse": True}),
+       vector_unit="source units² / density", loss_options={"inverse": True}),
 )
 
 _BY_NAME: Dict[str, Metric] = {}

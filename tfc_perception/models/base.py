@@ -154,6 +154,9 @@ class CompressionModel(tf.keras.Model):
         raise TypeError(f"seed must be an int or None, got {seed!r}.")
       tf.keras.utils.set_random_seed(int(seed))
     self.seed = None if seed is None else int(seed)
+    # Seed of the training noise (see _step_seed); the trainer sets it to
+    # the run's seed.
+    self.training_seed = self.seed or 0
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.rate_tracker = tf.keras.metrics.Mean(name="rate")
     self.distortion_tracker = tf.keras.metrics.Mean(name="distortion")
@@ -178,9 +181,10 @@ class CompressionModel(tf.keras.Model):
     """Eq. 3: L = R + lambda * D (batch means)."""
     return rate + self.lmbda * distortion
 
-  def _loss_terms(self, x, training):
-    """Returns (loss, rate, distortion), batch means, float32."""
-    x_float, x_hat, bits = self._estimate(x, training=training)
+  def _loss_terms(self, x, training, seed=None):
+    """Returns (loss, rate, distortion), batch means, float32. `seed`: of
+    the training noise (stateless), see `_step_seed`."""
+    x_float, x_hat, bits = self._estimate(x, training=training, seed=seed)
     rate = tf.reduce_mean(bits / self._rate_denominator(x_float))
     distortion = tf.reduce_mean(tf.cast(self._distortion_loss.call(
         x_float, tf.cast(x_hat, tf.float32)), tf.float32))
@@ -212,11 +216,23 @@ class CompressionModel(tf.keras.Model):
     self.distortion_tracker.update_state(distortion)
     return {m.name: m.result() for m in self.metrics}
 
+  def _step_seed(self):
+    """The seed ([2] int64) of this training step's noise: a function of
+    (training_seed, optimizer step) and, under tf.distribute, the replica.
+    The noise is stateless, so a run resumed at any step draws exactly the
+    noise of an uninterrupted run."""
+    step = tf.cast(self.optimizer.iterations, tf.int64)
+    seed = tf.stack([tf.constant(self.training_seed, tf.int64), step])
+    context = tf.distribute.get_replica_context()
+    replica = 0 if context is None else context.replica_id_in_sync_group
+    return tf.random.experimental.stateless_fold_in(seed, replica)
+
   def train_step(self, data):
     """One optimizer step on Eq. 3, L = R + lambda * D."""
     x = self._unpack_data(data)
     with tf.GradientTape() as tape:
-      loss, rate, distortion = self._loss_terms(x, training=True)
+      loss, rate, distortion = self._loss_terms(x, training=True,
+                                                seed=self._step_seed())
       # Under tf.distribute the replicas' gradients are summed; dividing by
       # the replica count makes the update that of the global-batch mean
       # (as Keras' own train_step does), whatever the optimizer.
@@ -239,7 +255,9 @@ class CompressionModel(tf.keras.Model):
     return x_hat, bits
 
   # ------------------------------------------------------------ interface
-  def _estimate(self, x, training):
+  def _estimate(self, x, training, seed=None):
+    """(x as float, x_hat cropped to x, bits per example); `seed` makes the
+    training noise stateless."""
     raise NotImplementedError
 
   def compressed_dtypes(self):
@@ -327,6 +345,38 @@ class ContinuousEntropyCoding:
       object.__setattr__(self, "_coding_cache", (key, em))
       cache = self.__dict__["_coding_cache"]
     return cache[1]
+
+
+class UniformNoiseBottleneck:
+  """Mixin: the training bottleneck of the models with a factorized prior
+  `self.prior` and coding rank `self._coding_rank` (toy2d, factorized).
+
+  In training the latent gets additive uniform noise U(-0.5, 0.5) in place
+  of rounding (Sec. 2) and its rate is the prior's log-likelihood of the
+  noisy latent -- what tfc's ContinuousBatchedEntropyModel(training=True)
+  computes (without expected gradients, as configured here), but with noise
+  drawn statelessly from a seed, a function of (seed, step), so that
+  training resumes exactly (`CompressionModel._step_seed`). At test time
+  the entropy model rounds.
+  """
+
+  def _uniform_noise(self, y, seed=None):
+    """y + U(-0.5, 0.5), stateless when `seed` ([2] ints) is given."""
+    shape = tf.shape(y)
+    if seed is None:
+      return y + tf.random.uniform(shape, -0.5, 0.5)
+    return y + tf.random.stateless_uniform(shape, seed, -0.5, 0.5)
+
+  def _bottleneck(self, y, training, seed=None):
+    """(y_tilde, bits [batch]): noisy latent and its estimated bits in
+    training; rounded latent and its information content at test time."""
+    if not training:
+      return self.entropy_model(y, training=False)
+    y_tilde = self._uniform_noise(y, seed)
+    log_probs = self.prior.log_prob(y_tilde)
+    axes = tuple(range(-self._coding_rank, 0))
+    bits = tf.reduce_sum(log_probs, axis=axes) / -tf.math.log(2.0)
+    return y_tilde, bits
 
 
 class ImageCoding:

@@ -28,6 +28,8 @@ class DenoisingAutoencoder(tf.keras.Model):
   Logged metrics: loss (= MSE per example, in squared source units).
   """
 
+  is_image_model = False  # It takes vectors [N, dims].
+
   def __init__(self, dims: int = 1, hidden: Sequence[int] = (64, 64),
                sigma: float = 0.25, activation: str = "softplus",
                seed: Optional[int] = 0, **kwargs):
@@ -68,7 +70,7 @@ class DenoisingAutoencoder(tf.keras.Model):
          for i, h in enumerate(hidden)] +
         [tf.keras.layers.Dense(self.dims, kernel_initializer="zeros")],
         name="residual")
-    self._noise = tf.random.Generator.from_seed(0 if seed is None else seed)
+    self.training_seed = 0 if seed is None else int(seed)
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.build((None, self.dims))
 
@@ -88,21 +90,29 @@ class DenoisingAutoencoder(tf.keras.Model):
   def metrics(self):
     return [self.loss_tracker]
 
-  def _loss(self, x, training):
+  def _loss(self, x, training, seed=None):
     x = tf.convert_to_tensor(x, tf.float32)
-    noisy = x + self.sigma * self._noise.normal(tf.shape(x))
+    noise = (tf.random.normal(tf.shape(x)) if seed is None else
+             tf.random.stateless_normal(tf.shape(x), seed))
+    noisy = x + self.sigma * noise
     return tf.reduce_mean(tf.reduce_sum(
         tf.square(self(noisy, training=training) - x), axis=-1))
 
   def train_step(self, data):
+    # The corruption is stateless, a function of (training_seed, step): a
+    # resumed run draws the noise of an uninterrupted one.
+    seed = tf.stack([tf.constant(self.training_seed, tf.int64),
+                     tf.cast(self.optimizer.iterations, tf.int64)])
     with tf.GradientTape() as tape:
-      loss = self._loss(data, True)
+      loss = self._loss(data, True, seed)
     grads = tape.gradient(loss, self.f.trainable_variables)
     self.optimizer.apply_gradients(zip(grads, self.f.trainable_variables))
     self.loss_tracker.update_state(loss)
     return {"loss": self.loss_tracker.result()}
 
   def test_step(self, data):
+    # Evaluation draws fresh noise per batch (it is not part of the
+    # training state).
     self.loss_tracker.update_state(self._loss(data, False))
     return {"loss": self.loss_tracker.result()}
 

@@ -58,8 +58,8 @@ def quality_config(quality: int, metric: str = "mse") -> dict:
               lmbda=QUALITY_LAMBDAS[metric][quality - 1], distortion=metric)
 
 
-class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
-                      base.CompressionModel):
+class FactorizedPrior(base.ImageCoding, base.UniformNoiseBottleneck,
+                      base.ContinuousEntropyCoding, base.CompressionModel):
   """bmshj2018-factorized compressive autoencoder (Fig. 15).
 
   Args:
@@ -142,11 +142,12 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
     x = self._to_float_images(x)
     return tf.cast(self.analysis_transform(self._pad(x)), tf.float32)
 
-  def quantize(self, y, training=False):
-    """Q(y): y + U(-0.5, 0.5) in training, rounding at test time."""
+  def quantize(self, y, training=False, seed=None):
+    """Q(y): y + U(-0.5, 0.5) in training (stateless with `seed`), rounding
+    at test time."""
     y = tf.cast(y, tf.float32)
     if training:
-      return y + tf.random.uniform(tf.shape(y), -0.5, 0.5)
+      return self._uniform_noise(y, seed)
     return self._coding_entropy_model().quantize(y)
 
   def synthesis(self, y_hat):
@@ -156,10 +157,10 @@ class FactorizedPrior(base.ImageCoding, base.ContinuousEntropyCoding,
     return tf.cast(self.synthesis_transform(tf.cast(y_hat, tf.float32)),
                    tf.float32)
 
-  def _estimate(self, x, training):
+  def _estimate(self, x, training, seed=None):
     x = self._to_float_images(x)
     y = tf.cast(self.analysis_transform(self._pad(x)), tf.float32)
-    y_tilde, bits = self.entropy_model(y, training=training)
+    y_tilde, bits = self._bottleneck(y, training, seed)
     shape = tf.shape(x)
     x_hat = self._crop(self.synthesis(y_tilde), shape[1], shape[2])
     return x, x_hat, bits

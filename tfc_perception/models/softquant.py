@@ -198,7 +198,8 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
     pmf = tf.maximum(self.symbol_pmf, _PMF_FLOOR)
     return pmf / tf.reduce_sum(pmf, axis=-1, keepdims=True)
 
-  def _estimate(self, x, training):
+  def _estimate(self, x, training, seed=None):
+    del seed  # No noise: the soft assignment is deterministic.
     x = self._to_float_images(x)
     y = tf.cast(self.analysis_transform(self._pad(x)), tf.float32)
     y_hat = self.quantize(y, training=training)

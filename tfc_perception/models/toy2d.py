@@ -27,7 +27,8 @@ _ACTIVATIONS = ("softplus", "relu", "elu", "tanh", "leaky_relu", "gelu",
                 "swish", "sigmoid")
 
 
-class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
+class Toy2DCompressor(base.UniformNoiseBottleneck, base.ContinuousEntropyCoding,
+                      base.CompressionModel):
   """Compressive autoencoder for 2-D (or D-dimensional) sources (Fig. 10).
 
   Args:
@@ -130,12 +131,13 @@ class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
     x = self._check_samples(x)
     return tf.cast(self.analysis_transform(x), tf.float32)
 
-  def quantize(self, y, training=False):
-    """Q(y): y + U(-0.5, 0.5) in training; rounding to the nearest integer
-    at test time (exactly what the range coder codes)."""
+  def quantize(self, y, training=False, seed=None):
+    """Q(y): y + U(-0.5, 0.5) in training (stateless with `seed`); rounding
+    to the nearest integer at test time (exactly what the range coder
+    codes)."""
     y = tf.cast(y, tf.float32)
     if training:
-      return y + tf.random.uniform(tf.shape(y), -0.5, 0.5)
+      return self._uniform_noise(y, seed)
     return self._coding_entropy_model().quantize(y)
 
   def synthesis(self, y_hat):
@@ -143,10 +145,10 @@ class Toy2DCompressor(base.ContinuousEntropyCoding, base.CompressionModel):
     return tf.cast(self.synthesis_transform(tf.cast(y_hat, tf.float32)),
                    tf.float32)
 
-  def _estimate(self, x, training):
+  def _estimate(self, x, training, seed=None):
     x = self._check_samples(x)
     y = tf.cast(self.analysis_transform(x), tf.float32)
-    y_tilde, bits = self.entropy_model(y, training=training)
+    y_tilde, bits = self._bottleneck(y, training, seed)
     return x, self.synthesis(y_tilde), bits
 
   def reconstruct(self, x):
