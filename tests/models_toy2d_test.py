@@ -114,8 +114,9 @@ def test_config_options_and_registry():
   assert model.synthesis(tf.zeros([4, 3])).shape == (4, 2)
   assert set(models.registered_models()) >= {"toy2d", "factorized",
                                              "softquant"}
-  # Arguments for other models are ignored (one flag set serves all).
-  assert models.build_model("toy2d", num_filters=8, widths=4,
+  # None means "the default": such arguments of other models are dropped;
+  # a value for one the model does not take is a TypeError (test below).
+  assert models.build_model("toy2d", num_filters=None, widths=4,
                             depth=1).depth == 1
   # Same seed, same weights.
   a, b = _small(seed=3), _small(seed=3)
@@ -140,6 +141,16 @@ def test_bad_arguments(kwargs, error, match):
 def test_unknown_model_name():
   with pytest.raises(ValueError, match="Unknown model 'nope'.*toy2d"):
     models.build_model("nope")
+
+
+def test_a_typo_in_an_argument_is_a_type_error():
+  """Issue 12: build_model(num_filter=8) warned and built N=128."""
+  with pytest.raises(TypeError, match=r"build_model\('factorized'\) got "
+                     r"unexpected argument\(s\) num_filter; accepted: .*"
+                     r"latent_channels, .*num_filters"):
+    models.build_model("factorized", num_filter=8)
+  with pytest.raises(TypeError, match="num_filters; accepted: activation"):
+    models.build_model("toy2d", num_filters=8)
 
 
 def test_bad_inputs():

@@ -95,30 +95,30 @@ def build_model(name: str, **kwargs):
       table of `distortion`, see FactorizedPrior.from_quality), num_filters,
       latent_channels, num_centers, density_fn (callable x -> P(x)), seed,
       and model options (toy2d: widths, depth, activation, latent_dims).
-      Arguments that are None are dropped (the class default applies);
-      arguments the model does not take are ignored with a logged warning
-      (so one set of training flags serves every model).
+      Arguments that are None are dropped (the class default applies).
 
   Returns:
     A `CompressionModel` with all weights created.
 
   Raises:
-    ValueError / TypeError: unknown name, invalid values, or contradictory
-      arguments (e.g. both quality and lmbda).
+    TypeError: an argument the model does not take (e.g. a typo such as
+      num_filter), naming it and the accepted ones.
+    ValueError: unknown name, invalid values, or contradictory arguments
+      (e.g. both quality and lmbda).
   """
   import inspect  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
   cls = model_class(name)
   kwargs = {k: v for k, v in kwargs.items() if v is not None}
   accepted = {"name", "dtype", "trainable"}
-  accepted.update(p for p in inspect.signature(cls.__init__).parameters
-                  if p != "self")
+  accepted.update(
+      n for n, p in inspect.signature(cls.__init__).parameters.items()
+      if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
   quality = kwargs.pop("quality", None)
-  ignored = sorted(k for k in kwargs if k not in accepted)
-  if ignored:
-    logging.warning("build_model(%r): ignoring argument(s) that do not apply "
-                    "to this model: %s", name, ", ".join(ignored))
-  kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+  unknown = sorted(k for k in kwargs if k not in accepted)
+  if unknown:
+    raise TypeError(
+        f"build_model({name!r}) got unexpected argument(s) "
+        f"{', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}.")
   if quality is not None:
     from_quality = getattr(cls, "from_quality", None)
     if from_quality is None:
