@@ -8,6 +8,7 @@ discovery relies on structure, not on how our exporter names things.
 """
 
 import hashlib
+import logging
 import os
 
 import numpy as np
@@ -97,6 +98,16 @@ def exported(tmp_path_factory):
                            timeout=5, retries=0)
   yield model, data, loaded, cache, server
   server.close()
+
+
+def test_loading_logs_no_saver_notice(exported, caplog):
+  """Issue 12: every load logged import_meta_graph's 'Saver not created'
+  notice (twice); tfci graphs are frozen, so it says nothing."""
+  _, _, _, cache, _ = exported
+  caplog.set_level(logging.INFO, logger="tensorflow")
+  model = pretrained.load(NAME, cache, offline=True)
+  model.compress(np.zeros([1, 16, 16, 3], np.uint8))
+  assert not [r for r in caplog.records if "Saver" in r.getMessage()]
 
 
 def test_download_records_hash_and_then_works_offline(exported):

@@ -86,6 +86,15 @@ def read_metagraph(path, source: Optional[str] = None):
   return metagraph
 
 
+class _DropSaverNotice(logging.Filter):
+  """Drops import_meta_graph's "Saver not created because there are no
+  variables" notice: tfci graphs are frozen, so it is always true and says
+  nothing (it was logged twice on every load)."""
+
+  def filter(self, record):
+    return "Saver not created" not in record.getMessage()
+
+
 def _low_rank(t) -> bool:
   """True for tensors known to be scalars/vectors (shape arithmetic), which
   cannot be an image latent."""
@@ -577,12 +586,16 @@ class TfciModel:
     self.lmbda = None  # not published for tfc's pretrained models
     self.sha256 = sha256 or downloader.sha256_file(path)
     metagraph = self.metagraph
+    quiet = _DropSaverNotice()
+    tf.get_logger().addFilter(quiet)
     try:
       self._wrapped = tf.compat.v1.wrap_function(
           lambda: tf.compat.v1.train.import_meta_graph(metagraph), [])
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(f"{path}: importing the MetaGraphDef failed: "
                        f"{type(e).__name__}: {e}") from e
+    finally:
+      tf.get_logger().removeFilter(quiet)
     self.signatures = signature_tensors(self._wrapped.graph, metagraph)
     self._graph = tensors_lib.Graph(self._wrapped.graph)
     self._fns = {}
