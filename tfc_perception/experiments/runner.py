@@ -228,7 +228,10 @@ def _set_dotted(cfg: dict, key: str, value):
   node = cfg
   for p in parts[:-1]:
     if not isinstance(node.get(p), dict):
-      raise KeyError(f"override {key!r}: {p!r} is not a nested config section.")
+      what = "is not a nested config section" if p in node else (
+          "is not a config section")
+      raise KeyError(f"override {key!r}: {p!r} {what}; known keys here: "
+                     f"{', '.join(sorted(node))}.")
     node = node[p]
   if parts[-1] not in node:
     raise KeyError(f"override {key!r}: no such config key; known keys here: "
