@@ -133,7 +133,7 @@ def test_cli_round_trip_and_errors(saved, tmp_path):
                tmp_path / "e.png")
   assert out.returncode == 1
   lines = out.stderr.strip().splitlines()
-  assert lines[-1].startswith("error: ValueError: wrong model"), out.stderr
+  assert lines[-1].startswith("error: wrong model"), out.stderr
   assert not os.path.exists(tmp_path / "e.png")
   # (Truncated/corrupted files: see the library tests above, same code path.)
 

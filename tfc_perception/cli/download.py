@@ -1,18 +1,12 @@
-"""bin/download: fetch the pretrained models and datasets of the registry into
-the verified cache (pretrained/registry.json, docs/pretrained.md).
+"""bin/download (tfcp-download): fetch pretrained models and datasets.
 
-  bin/download --list                      registry entries and cache status
-  bin/download models NAME [NAME ...]      e.g. bmshj2018-factorized-mse-3
-  bin/download models --all                all 16 bmshj2018-factorized models
-  bin/download kodak                       the 24 Kodak images (sha256 pinned)
-  bin/download tid2013                     says how to get TID2013 (manual)
-  bin/download tensors MODEL               the graph's tensors, with the
-                                           roles found and their candidates
-
-Flags: --cache_dir (default $TFC_PERCEPTION_CACHE, else
-~/.cache/tfc_perception), --url_prefix (mirror or local server replacing the
-registry URL's directory), --offline (never connect; fail naming what is
-missing). Any failure is one line `error: ...` and exit status 1.
+The registry (pretrained/registry.json, docs/pretrained.md) lists the 16
+bmshj2018-factorized models, the Kodak images and TID2013 (a manual
+download). Files are verified (sha256) before they enter the cache; a
+verified cache also works read-only. --cache_dir defaults to
+$TFC_PERCEPTION_CACHE, else ~/.cache/tfc_perception; --url_prefix replaces
+the registry URL's directory (a mirror or a local server); --offline never
+connects and says what is missing.
 
 `tensors MODEL` (a registry name or a .metagraph file) lists every tensor of
 the graph like tfc's `tfci.py tensors`, with op type, dtype and static shape,
@@ -22,6 +16,9 @@ reconstruction) and the other candidates, and the first-load self-check;
 has the three-step recovery when discovery fails.
 """
 
+import textwrap
+
+from absl import app
 from absl import flags
 
 from tfc_perception.pretrained import tensors as tensors_lib
@@ -42,9 +39,6 @@ flags.DEFINE_list("tensors", [], "tensors: " + tensors_lib.FLAG_HELP)
 flags.DEFINE_bool("candidates_only", False, "tensors: list only the tensors "
                   "in use or candidates for a role.")
 
-_USAGE = ("usage: download --list | models [--all | NAME ...] | kodak | "
-          "tid2013 | tensors MODEL [--tensors role=name,...] [--cache_dir DIR] "
-          "[--url_prefix URL] [--offline]")
 
 
 def main(argv):
@@ -60,7 +54,7 @@ def main(argv):
   opts = dict(timeout=FLAGS.timeout, retries=FLAGS.retries)
   if command == "models":
     if FLAGS.all == bool(args):
-      raise ValueError(f"give model names or --all (not both); {_USAGE}")
+      raise app.UsageError("give model names or --all (not both)")
     paths = pretrained.download_models(None if FLAGS.all else args,
                                        FLAGS.cache_dir, FLAGS.url_prefix,
                                        FLAGS.offline, **opts)
@@ -68,8 +62,8 @@ def main(argv):
       print(p)
   elif command == "tensors":
     if len(args) != 1:
-      raise ValueError(f"tensors takes one model (a registry name or a "
-                       f".metagraph file); {_USAGE}")
+      raise app.UsageError("tensors takes one MODEL (a registry name or a "
+                           ".metagraph file)")
     listing = pretrained.list_tensors(args[0], FLAGS.cache_dir,
                                       FLAGS.url_prefix, FLAGS.offline,
                                       tensors=FLAGS.tensors, **opts)
@@ -77,8 +71,24 @@ def main(argv):
                                                FLAGS.candidates_only)))
   elif command in ("kodak", "tid2013"):
     if args:
-      raise ValueError(f"{command} takes no names; {_USAGE}")
+      raise app.UsageError(f"{command} takes no names")
+    if command in pretrained.default_registry().manual:
+      from tfc_perception.pretrained import registry  # pylint: disable=g-import-not-at-top
+      print(textwrap.fill(registry.manual_instructions(
+          command, pretrained.default_registry().manual[command]), 79))
+      raise RuntimeError(f"{command} is a manual download: nothing was "
+                         "downloaded (the instructions are above).")
     print(pretrained.download(command, FLAGS.cache_dir, FLAGS.url_prefix,
                               FLAGS.offline, **opts))
   else:
-    raise ValueError(f"unknown subcommand {command!r}; {_USAGE}")
+    raise app.UsageError(f"unknown subcommand {command!r}")
+
+
+def run(argv=None, prog=None):
+  """The tfcp-download command."""
+  from tfc_perception import cli  # pylint: disable=g-import-not-at-top
+  cli.run_tool("download", argv, prog)
+
+
+if __name__ == "__main__":
+  run()

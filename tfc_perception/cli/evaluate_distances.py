@@ -1,10 +1,5 @@
 """bin/evaluate distances: distances between image pairs.
 
-  bin/evaluate distances --reference A.png --distorted B.png
-  bin/evaluate distances --reference refs/ --distorted dists/ \
-      --distances psnr,msssim,nlpd --nlpd_variant laparra2016 --output t.csv
-  bin/evaluate distances --list     # every metric: names, aliases, sizes
-
 Folders are paired by file name without extension. Prints a table; --output
 writes it as CSV (atomically). See docs/distances.md for the definitions.
 """
@@ -36,8 +31,9 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
 
 
 def main(argv):
+  from absl import app  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
-    raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   import pandas as pd  # pylint: disable=g-import-not-at-top
   if FLAGS.list:
     from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
@@ -47,7 +43,7 @@ def main(argv):
     return
   for flag in ("reference", "distorted"):
     if not FLAGS[flag].value:
-      raise ValueError(f"--{flag} is required (or give --list).")
+      raise app.UsageError(f"--{flag} is required (or give --list)")
   from tfc_perception.distances import pairs  # pylint: disable=g-import-not-at-top
   df = pairs.evaluate_pairs(
       FLAGS.reference, FLAGS.distorted, FLAGS.distances,
@@ -62,3 +58,10 @@ def main(argv):
           f"reference, skipped: {', '.join(df.attrs['unmatched'])}")
   if FLAGS.output:
     print(f"wrote {FLAGS.output}")
+
+
+if __name__ == "__main__":
+  import sys  # pylint: disable=g-import-not-at-top
+  from tfc_perception import cli  # pylint: disable=g-import-not-at-top
+  cli.run_tool("evaluate", [sys.argv[0], "distances"] + sys.argv[1:],
+               "python -m tfc_perception.cli.evaluate")

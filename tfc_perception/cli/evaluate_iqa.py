@@ -1,9 +1,5 @@
 """bin/evaluate iqa: agreement of distances with human opinion (Fig. 3).
 
-  bin/evaluate iqa --dataset tid2013 --root /data/tid2013 \
-      --models bmshj2018-factorized-mse-1..8,bmshj2018-factorized-msssim-1..8 \
-      --distances psnr,msssim,nlpd,dr,din,ds --output results/iqa
-
 Writes pairs.csv, summary.csv, summary.json, models.csv, fig3_srcc.png and
 manifest.json to --output (see docs/evaluate.md); latents, reconstructions
 and per-pair distances are cached (--cache_dir), so re-runs resume.
@@ -72,3 +68,10 @@ def main(argv):
           f"|SRCC| {row['srcc']:.4f}  |PLCC| {row['plcc']:.4f} "
           f"(logistic {row['plcc_logistic']:.4f})  |KRCC| {row['krcc']:.4f}")
   print(f"wrote {', '.join(sorted(result['files'].values()))}")
+
+
+if __name__ == "__main__":
+  import sys  # pylint: disable=g-import-not-at-top
+  from tfc_perception import cli  # pylint: disable=g-import-not-at-top
+  cli.run_tool("evaluate", [sys.argv[0], "iqa"] + sys.argv[1:],
+               "python -m tfc_perception.cli.evaluate")

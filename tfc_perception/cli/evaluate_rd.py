@@ -1,8 +1,5 @@
 """bin/evaluate rd: rate-distortion of compression models on an image folder.
 
-  bin/evaluate rd --data ../shared/data/kodak \
-      --models bmshj2018-factorized-mse-1..8 --output results/rd
-
 Per image and mean: actual bit-stream bpp, PSNR, MS-SSIM (and dB), NLPD,
 encode/decode times; CompressAI-shaped JSON per model family; rd.png with the
 published bmshj2018-factorized Kodak curve (see docs/evaluate.md).
@@ -40,3 +37,10 @@ def main(argv):
           f"MS-SSIM {s['msssim']:.4f} ({s['msssim_db']:.2f} dB){extra}  "
           f"enc {s['encode_s']:.3f} s  dec {s['decode_s']:.3f} s")
   print(f"wrote {', '.join(sorted(result['files'].values()))}")
+
+
+if __name__ == "__main__":
+  import sys  # pylint: disable=g-import-not-at-top
+  from tfc_perception import cli  # pylint: disable=g-import-not-at-top
+  cli.run_tool("evaluate", [sys.argv[0], "rd"] + sys.argv[1:],
+               "python -m tfc_perception.cli.evaluate")

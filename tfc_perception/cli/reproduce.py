@@ -1,9 +1,4 @@
-"""bin/reproduce: run one of the paper's experiments, or a group of them.
-
-  bin/reproduce all --config quick --output results     # issue 6 (main job)
-  bin/reproduce fig2 --config paper --output results
-  bin/reproduce dae --config quick --output results     # Fig. 9
-  bin/reproduce list                                    # what exists
+"""bin/reproduce (tfcp-reproduce): run the paper's experiments.
 
 EXPERIMENT is an experiment name or a group ("all" = the 2-D experiments
 Figs. 2, 11, 12, 13, 4 left/14). --config is a preset (tiny, quick, paper) or
@@ -34,7 +29,7 @@ def _parse_overrides(items):
   out = {}
   for item in items:
     if "=" not in item:
-      raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
+      raise app.UsageError(f"--set expects KEY=VALUE, got {item!r}")
     key, value = item.split("=", 1)
     try:
       out[key.strip()] = json.loads(value)
@@ -44,10 +39,11 @@ def _parse_overrides(items):
 
 
 def main(argv):
-  from tfc_perception.experiments import runner  # pylint: disable=g-import-not-at-top
   if len(argv) != 2:
-    raise app.UsageError("usage: bin/reproduce EXPERIMENT|GROUP|list "
-                         "[--config quick|paper|FILE.json] [--output DIR]")
+    raise app.UsageError("give one EXPERIMENT, GROUP or list, got "
+                         f"{len(argv) - 1} arguments")
+  overrides = _parse_overrides(FLAGS.set)
+  from tfc_perception.experiments import runner  # pylint: disable=g-import-not-at-top
   target = argv[1]
   if target == "list":
     for e in runner.list_experiments():
@@ -56,7 +52,7 @@ def main(argv):
             f"         {e.description}")
     return 0
   out = runner.run_experiments(target, FLAGS.config, FLAGS.output,
-                               overrides=_parse_overrides(FLAGS.set),
+                               overrides=overrides,
                                cache_dir=FLAGS.cache_dir, force=FLAGS.force,
                                verbose=not FLAGS.quiet)
   for r in out["experiments"]:
@@ -67,3 +63,13 @@ def main(argv):
   print(f"total wall time {out['wall_time_s']:.1f} s")
   sys.stdout.flush()
   return 0
+
+
+def run(argv=None, prog=None):
+  """The tfcp-reproduce command."""
+  from tfc_perception import cli  # pylint: disable=g-import-not-at-top
+  cli.run_tool("reproduce", argv, prog)
+
+
+if __name__ == "__main__":
+  run()

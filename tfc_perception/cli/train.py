@@ -1,8 +1,4 @@
-"""bin/train: train a compressive autoencoder with Eq. 3, L = R + lambda * D.
-
-  bin/train --model toy2d --data student_t --lambda 10 --train_dir runs/t
-  bin/train --model factorized --quality 3 --data 'images/*.png' \\
-      --patchsize 256 --batchsize 8 --train_dir runs/fp3 --export models/fp3
+"""bin/train (tfcp-train): train a compressive autoencoder with Eq. 3.
 
 Every flag is a field of tfc_perception.train_spec.TrainSpec (its help text
 is the field's). Reusing --train_dir resumes an interrupted run from its last
@@ -27,14 +23,16 @@ for _f in train_spec.flag_specs():
   else:
     _DEFINE[_f["kind"]](_f["name"], _f["default"], _f["help"])
 
+flags.mark_flags_as_required(["model", "data", "train_dir"])
+
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}; all inputs are flags "
-                     "(see --helpfull).")
-  import logging  # pylint: disable=g-import-not-at-top
+    from absl import app  # pylint: disable=g-import-not-at-top
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; all inputs are "
+                         "flags")
   import os  # pylint: disable=g-import-not-at-top
   try:
     spec = train_spec.TrainSpec(**{f["field"]: FLAGS[f["name"]].value
@@ -43,10 +41,9 @@ def main(argv):
       logs = os.path.join(os.path.abspath(spec.train_dir), "logs")
       print(f"TensorBoard logs: {logs} (tensorboard --logdir {logs})",
             flush=True)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # (TensorFlow's logging is set by tfc_perception.cli: quiet, or all of
+    # it with --verbose.)
     from tfc_perception import training  # pylint: disable=g-import-not-at-top
-    # tf.distribute logs every all-reduce at INFO; keep the console readable.
-    tf.get_logger().setLevel(logging.WARNING)
     result = training.train(spec)
   except ValueError as e:
     raise ValueError(train_spec.field_to_flag(str(e))) from None
@@ -57,3 +54,13 @@ def main(argv):
   print(f"trained {spec.model} to step {result.global_step} ({metrics}); "
         f"model: {result.export}; manifest: {result.manifest}; curves: "
         f"{result.curves}")
+
+
+def run(argv=None, prog=None):
+  """The tfcp-train command."""
+  from tfc_perception import cli  # pylint: disable=g-import-not-at-top
+  cli.run_tool("train", argv, prog)
+
+
+if __name__ == "__main__":
+  run()
