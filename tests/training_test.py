@@ -411,3 +411,17 @@ def test_another_runs_export_needs_overwrite_a_resumed_run_replaces_its_own(
   other = training.train(_with(TOY, epochs=1, seed=4, overwrite=True,
                                train_dir=str(tmp_path / "b"), export=export))
   assert models.load_model(export).fingerprint() == other.model.fingerprint()
+
+
+def test_crops_too_small_for_the_distortion_fail_before_tracing(tmp_path):
+  """Issue 12: msssim on 32 px crops died after tracing with a huge dump and
+  a hint (num_scales=2) that bin/train has no flag for."""
+  with pytest.raises(ValueError, match=r"patchsize 32 is too small for "
+                     r"distortion msssim: its crops need at least 161 px"):
+    training.train(_with(TINY_FP, data="uniform_noise", distortion="ms-ssim",
+                         train_dir=str(tmp_path / "run")))
+  assert not (tmp_path / "run").exists()
+  with pytest.raises(ValueError, match="patchsize 32 is too small for "
+                     "distortion nlpd_rgb: its crops need at least 65 px"):
+    training.train(_with(TINY_FP, data="uniform_noise", distortion="nlpd_rgb",
+                         train_dir=str(tmp_path / "run")))

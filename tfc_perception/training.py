@@ -852,6 +852,16 @@ def _checked(spec: TrainSpec) -> TrainSpec:
     raise ValueError("weight_density is used only with distortion "
                      "density_mse or inverse_density_mse, not "
                      f"{spec.distortion or 'mse'}.")
+  if image:
+    # Crops too small for the distortion would fail only after tracing.
+    metric = registry.get(spec.distortion or "mse", "distortion")
+    if spec.patchsize < metric.min_size:
+      raise ValueError(
+          f"patchsize {spec.patchsize} is too small for distortion "
+          f"{metric.name}: its crops need at least {metric.min_size} px per "
+          f"side; use patchsize {metric.min_size} or more, or another "
+          "distortion (bin/evaluate distances --list gives every metric's "
+          "minimum size).")
   return spec
 
 
