@@ -425,3 +425,16 @@ def test_crops_too_small_for_the_distortion_fail_before_tracing(tmp_path):
                      "distortion nlpd_rgb: its crops need at least 65 px"):
     training.train(_with(TINY_FP, data="uniform_noise", distortion="nlpd_rgb",
                          train_dir=str(tmp_path / "run")))
+
+
+def test_a_foreign_non_empty_train_dir_is_refused(tmp_path):
+  """The trainer writes run.json, history.json, ... into train_dir: a folder
+  of the user's (here with a run.json of its own) is refused."""
+  mine = tmp_path / "project"
+  mine.mkdir()
+  (mine / "run.json").write_text('{"my": "settings"}')
+  with pytest.raises(ValueError, match="not a run of the trainer"):
+    training.train(_with(TOY, epochs=1, train_dir=str(mine)))
+  assert (mine / "run.json").read_text() == '{"my": "settings"}'
+  assert sorted(os.listdir(mine)) == ["run.json"]
+

@@ -926,10 +926,26 @@ def _validation_dataset(spec: TrainSpec,
   return images.center_crops(value, spec.patchsize, b)
 
 
+def _is_run(train_dir: str) -> bool:
+  """True if train_dir holds the run.json of a run of the trainer."""
+  try:
+    record = _io.read_json(os.path.join(train_dir, "run.json"))
+  except (OSError, ValueError):
+    return False
+  return isinstance(record, dict) and "spec" in record and "model" in record
+
+
 def _check_paths(spec: TrainSpec, train_dir: str, export: str) -> bool:
   """Refuses output paths that would destroy inputs or other files, before
   any training. Returns whether the export may replace a saved model."""
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  if os.path.isdir(train_dir) and os.listdir(train_dir) and not _is_run(
+      train_dir):
+    raise ValueError(
+        f"train_dir {train_dir} is a non-empty folder that is not a run of "
+        "the trainer (it has no run.json): the trainer writes run.json, "
+        "history.json, log.csv, curves.png, checkpoints/ and logs/ there, so "
+        "choose a new or empty folder.")
   if _io.is_within(train_dir, export):
     raise ValueError(
         f"--export {export} contains --train_dir {train_dir} (its checkpoints "
