@@ -56,7 +56,8 @@ def _raiser(exc):
      "error: [Errno 30] Read-only file system", 1),
     (app.UsageError("expected 3 arguments"),
      "error: expected 3 arguments (see prog --help)", 2),
-    (KeyboardInterrupt(), "error: interrupted", 130),
+    (KeyboardInterrupt(), "interrupted; rerun the same command to continue "
+     "(finished models and checkpoints are kept)", 130),
 ])
 def test_errors_are_one_line_with_a_status(capsys, monkeypatch, exc, line,
                                            status):

@@ -974,8 +974,8 @@ def _check_paths(spec: TrainSpec, train_dir: str, export: str) -> bool:
 
 
 def _model_factory(spec: TrainSpec, density) -> Callable[[], Any]:
-  """() -> the codec bin/train trains (build_model warns about options a
-  codec does not take)."""
+  """() -> the codec bin/train trains (an option the codec does not take is
+  a ValueError naming it: build_model's TypeError)."""
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
   kwargs = dict(lmbda=spec.lmbda, quality=spec.quality,
                 num_filters=spec.num_filters,
