@@ -162,3 +162,90 @@ def test_input_validation():
   with pytest.raises(ValueError, match="vectors"):
     induced.induced_distances(Tiny2D(), np.ones((3, 2), np.int32),
                               np.ones((3, 2), np.int32))
+
+
+def _smooth(n, h, w, seed):
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:h, 0:w]
+  out = [np.stack([128 + 100 * np.sin(xx / rng.uniform(5, 20) + c)
+                   * np.cos(yy / rng.uniform(5, 20)) for c in range(3)], -1)
+         for _ in range(n)]
+  return np.clip(np.stack(out), 0, 255).astype(np.uint8)
+
+
+class BlockModel(tf.keras.Model):
+  """The common interface with reconstructions NumPy reproduces exactly:
+  y = 10.3 * (4x4 block means), Q = rounding, and x_hat = the 8-bit level
+  (37 * y_hat mod 256) / 255 repeated over each block (exact in float32, so
+  8-bit rounding of the output cannot flip a level)."""
+
+  def analysis(self, x):
+    if x.dtype == tf.uint8:
+      x = tf.cast(x, tf.float32) / 255.0
+    return 10.3 * tf.nn.avg_pool2d(x, 4, 4, "VALID")
+
+  def quantize(self, y, training=False):
+    del training
+    return tf.round(y)
+
+  def synthesis(self, y_hat):
+    levels = tf.math.floormod(37.0 * y_hat, 256.0) / 255.0
+    return tf.repeat(tf.repeat(levels, 4, axis=1), 4, axis=2)
+
+
+def _numpy_reconstruction(x_uint8):
+  """BlockModel's x_hat in NumPy, with induced's symmetric padding to a
+  multiple of 16 and the crop back."""
+  n, h, w, _ = x_uint8.shape
+  x = np.pad(x_uint8.astype(np.float64) / 255.0,
+             ((0, 0), (0, -h % 16), (0, -w % 16), (0, 0)), mode="symmetric")
+  hh, ww = x.shape[1] // 4, x.shape[2] // 4
+  y_hat = np.round(10.3 * x.reshape(n, hh, 4, ww, 4, 3).mean(axis=(2, 4)))
+  x_hat = np.mod(37.0 * y_hat, 256.0) / 255.0
+  return np.repeat(np.repeat(x_hat, 4, axis=1), 4, axis=2)[:, :h, :w]
+
+
+def _reference(base, a, b):
+  """Independent per-image references of the base distances (float64
+  images in [0, 1])."""
+  # pylint: disable=g-import-not-at-top
+  from distances_nlpd_test import ref_nlpd2016, ref_nlpd2017
+  mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
+  if base == "mse":
+    return mse
+  if base == "psnr":
+    return 10 * np.log10(1.0 / mse)
+  if base == "msssim":
+    return tf.image.ssim_multiscale(tf.constant(a, tf.float32),
+                                    tf.constant(b, tf.float32), 1.0).numpy()
+  grey = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+  if base == "nlpd":
+    return np.array([ref_nlpd2016(u @ grey, v @ grey) for u, v in zip(a, b)])
+  if base == "nlpd_rgb":
+    return np.array([np.mean([ref_nlpd2016(u[..., c], v[..., c])
+                              for c in range(3)]) for u, v in zip(a, b)])
+  assert base == "nlpd2017"
+  return np.array([np.mean([ref_nlpd2017(255 * u[..., c], 255 * v[..., c])
+                            for c in range(3)]) for u, v in zip(a, b)])
+
+
+@pytest.mark.parametrize("base, rtol", [
+    ("mse", 1e-5), ("psnr", 1e-5), ("msssim", 1e-4), ("nlpd", 2e-4),
+    ("nlpd_rgb", 2e-4), ("nlpd2017", 2e-4)])
+def test_dr_and_ds_equal_numpy_reconstructions_under_each_base(base, rtol):
+  # Dr = base(x_hat1, x_hat2) and Ds = base(x, x_hat) with x_hat rebuilt in
+  # NumPy (padding, latent, rounding, crop) and the base distances from
+  # independent references: NumPy MSE/PSNR, tf.image.ssim_multiscale and the
+  # SciPy NLPD implementations of distances_nlpd_test.
+  x1 = _smooth(2, 170, 180, seed=11)
+  x2 = np.clip(x1.astype(np.int16) + np.random.default_rng(12).integers(
+      -40, 41, x1.shape), 0, 255).astype(np.uint8)
+  r = induced.induced_distances(BlockModel(), x1, x2, base=base)
+  h1, h2 = _numpy_reconstruction(x1), _numpy_reconstruction(x2)
+  f1, f2 = x1 / 255.0, x2 / 255.0
+  assert np.abs(h1 - h2).max() > 0.1  # the reconstructions differ
+  np.testing.assert_allclose(r["dr"], _reference(base, h1, h2), rtol=rtol)
+  np.testing.assert_allclose(r["ds1"], _reference(base, f1, h1), rtol=rtol)
+  np.testing.assert_allclose(r["ds2"], _reference(base, f2, h2), rtol=rtol)
+  np.testing.assert_allclose(r["de"], _reference(base, f1, f2), rtol=rtol)
+
