@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import numpy as np
+import matplotlib.pyplot as plt
 import pandas as pd
+from PIL import Image
 import pytest
 from scipy import stats as sps
 
@@ -107,8 +109,35 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
     row = summary[(summary.model == n) & (summary.distance == "din")].iloc[0]
     assert row.srcc == pytest.approx(
         abs(sps.spearmanr(pairs[f"din@{n}"], pairs["mos"])[0]), abs=1e-9)
-    assert np.isfinite(row.rate_bpp) and row.rate_bpp > 0
-  assert os.path.getsize(os.path.join(out, "fig3_srcc.png")) > 10000
+  # The rate is the mean size of the actual bit-strings of the references.
+  for n, model in zip(names, setup["built"]):
+    bpp = [8 * len(model.compress(x[None])[0].numpy()[0])
+           / (x.shape[0] * x.shape[1])
+           for x in map(iqa_data.read_image, ds.references)]
+    np.testing.assert_allclose(summary[summary.model == n].rate_bpp,
+                               np.mean(bpp), rtol=1e-12)
+  # The figure plots those rates against |SRCC| (one line per family and
+  # induced distance) and the baselines' |SRCC| as horizontal lines.
+  from tfc_perception.evaluation import iqa  # pylint: disable=g-import-not-at-top
+  rows = [dict(r, model=r["model"] if isinstance(r["model"], str) else "")
+          for r in summary.to_dict("records")]
+  fig = iqa.fig3_figure(rows)
+  ax = fig.axes[0]
+  plotted = {line.get_label(): line.get_xydata() for line in ax.get_lines()}
+  plotted.update({c.get_label(): c.lines[0].get_xydata()
+                  for c in ax.containers})  # the error-bar lines
+  for n in names:
+    for d in ("dr", "din"):
+      r = summary[(summary.model == n) & (summary.distance == d)].iloc[0]
+      points = plotted[f"{r.family} {d.capitalize()}"]
+      assert [r.rate_bpp, r.srcc] in points.tolist(), (n, d)
+  for d in ("psnr", "msssim", "nlpd"):
+    srcc = summary[summary.model.isna() & (summary.distance == d)].srcc
+    np.testing.assert_allclose(plotted[f"{d.upper()} (baseline)"][:, 1],
+                               float(srcc.iloc[0]))
+  plt.close(fig)
+  with Image.open(os.path.join(out, "fig3_srcc.png")) as png:
+    assert png.size == (7 * 120, round(4.5 * 120))
   manifest = json.load(open(os.path.join(out, "manifest.json")))
   assert manifest["config"]["distances"] == ["psnr", "msssim", "nlpd", "dr",
                                              "din", "ds"]
@@ -230,9 +259,17 @@ def test_real_tid2013_sample_pair_evaluates(loaded):
   assert psnr == pytest.approx(10 * np.log10(255 ** 2 / np.mean(d ** 2)),
                                abs=1e-3)
   assert 15 < psnr < 30  # AWGN at the strongest level
-  r = induced.induced_distances(loaded, x1, x2)
-  for k in ("dr", "din", "ds1", "ds2"):
-    assert np.isfinite(r[k]).all() and r[k][0] > 0, k
+  # Half the distortion: every induced distance is smaller (the paper's
+  # direction: they grow with the distortion), and Ds is the MSE of the
+  # model's own reconstruction.
+  half = np.round((x1.astype(np.float64) + x2) / 2).astype(np.uint8)
+  r = induced.induced_distances(loaded, np.r_[x1, x1], np.r_[x2, half])
+  for k in ("de", "dr", "din"):
+    assert r[k][1] < r[k][0], k
+  for x, ds in ((x1, r["ds1"][0]), (x2, r["ds2"][0]), (half, r["ds2"][1])):
+    x_hat = loaded.reconstruct(x).numpy()
+    assert ds == pytest.approx(np.mean(((x - x_hat.astype(np.float64))
+                                        / 255.0) ** 2), rel=1e-5)
 
 
 def test_pretrained_tfci_graph_gives_the_same_induced_distances(loaded,

@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+import matplotlib.pyplot as plt
+import tensorflow as tf
 
 from conftest import REPO_ROOT
+from distances_nlpd_test import ref_nlpd2016, ref_rgb2gray
 from tfc_perception.evaluation import rd
 
 
@@ -62,9 +65,15 @@ def test_bin_evaluate_rd(setup):
     x_hat = model.reconstruct(x[None]).numpy()[0].astype(np.float64)
     mse = np.mean((x.astype(np.float64) - x_hat) ** 2)
     assert row.psnr == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
-    assert 0 < row.msssim < 1
-    assert row.msssim_db == pytest.approx(-10 * np.log10(1 - row.msssim))
-    assert row.nlpd > 0 and row.encode_s > 0 and row.decode_s > 0
+    # MS-SSIM of TF's own implementation, NLPD of the SciPy reference.
+    msssim = float(tf.image.ssim_multiscale(
+        x[None].astype(np.float32), x_hat[None].astype(np.float32), 255.0))
+    assert row.msssim == pytest.approx(msssim, rel=1e-5)
+    assert row.msssim_db == pytest.approx(-10 * np.log10(1 - msssim),
+                                          rel=1e-4)
+    nlpd = ref_nlpd2016(ref_rgb2gray(x), ref_rgb2gray(x_hat.astype(np.uint8)))
+    assert row.nlpd == pytest.approx(nlpd, rel=1e-4)
+    assert row.encode_s > 0 and row.decode_s > 0
   # CompressAI-shaped JSON, one point per model of the family (sorted by
   # rate).
   js = json.load(open(os.path.join(out, "tiny-factorized-mse.json")))
@@ -82,7 +91,24 @@ def test_bin_evaluate_rd(setup):
       out, "reference-bmshj2018-factorized-kodak.json")))
   assert ref["results"]["psnr-rgb"][0] == 26.78
   assert ref["results"]["bpp"][-1] == 1.9576
-  assert os.path.getsize(os.path.join(out, "rd.png")) > 10000
+  # The figure plots these points and the published curve, PSNR on the
+  # left and MS-SSIM in dB (recomputed here) on the right.
+  fig = rd.rd_figure([js, ref])
+  (psnr_ax, msssim_ax), (ours, published) = fig.axes, fig.axes[0].lines
+  np.testing.assert_allclose(ours.get_xydata(),
+                             np.c_[summary.bpp, summary.psnr])
+  np.testing.assert_allclose(
+      published.get_xydata(), np.c_[ref["results"]["bpp"],
+                                    ref["results"]["psnr-rgb"]])
+  np.testing.assert_allclose(
+      msssim_ax.lines[1].get_ydata(),
+      -10 * np.log10(1 - np.array(ref["results"]["ms-ssim-rgb"])))
+  np.testing.assert_allclose(msssim_ax.lines[0].get_ydata(),
+                             -10 * np.log10(1 - summary.msssim))
+  assert "bits per pixel" in psnr_ax.get_xlabel()
+  plt.close(fig)
+  with Image.open(os.path.join(out, "rd.png")) as png:
+    assert png.size == (11 * 120, round(4.3 * 120))
   manifest = json.load(open(os.path.join(out, "manifest.json")))
   assert manifest["config"]["data"] == setup["data"]
 

@@ -36,7 +36,7 @@ from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
 __all__ = ["PUBLISHED_BMSHJ2018_FACTORIZED_KODAK", "list_images",
-           "evaluate_rd", "plot_rd", "msssim_db"]
+           "evaluate_rd", "plot_rd", "rd_figure", "msssim_db"]
 
 # bmshj2018-factorized (MSE), Kodak (24 images, RGB), the paper authors'
 # published curve as listed in ../shared/reference/tfci.md.
@@ -127,12 +127,31 @@ def _as_uint8_image(x_hat, shape) -> np.ndarray:
 
 def plot_rd(curves: Sequence[Dict[str, Any]], path: str,
             title: str = "") -> None:
-  """RD plot (PSNR and MS-SSIM dB against bpp) of CompressAI-shaped results.
+  """Writes `rd_figure(curves, title)` as a PNG (atomically).
 
   Args:
     curves: dicts with "name" and "results" {bpp, psnr-rgb, ms-ssim-rgb}.
-    path: PNG path (written atomically).
+    path: PNG path.
     title: figure title.
+  """
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig = rd_figure(curves, title)
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=120)
+  plt.close(fig)
+  _io.write_bytes(path, buf.getvalue())
+
+
+def rd_figure(curves: Sequence[Dict[str, Any]], title: str = ""):
+  """RD plot: PSNR (left) and MS-SSIM in dB (right) against bpp, one line
+  per CompressAI-shaped curve (the published one dashed black).
+
+  Args:
+    curves: dicts with "name" and "results" {bpp, psnr-rgb, ms-ssim-rgb}.
+    title: figure title.
+
+  Returns:
+    The matplotlib Figure (the caller saves and closes it).
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -154,10 +173,7 @@ def plot_rd(curves: Sequence[Dict[str, Any]], path: str,
     ax.legend(fontsize=7)
   fig.suptitle(title or "Rate-distortion")
   fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=120)
-  plt.close(fig)
-  _io.write_bytes(path, buf.getvalue())
+  return fig
 
 
 def evaluate_rd(data, output_dir: str, models=None, loaded_models=None,
