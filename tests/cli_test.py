@@ -135,6 +135,18 @@ def test_a_bad_set_key_lists_the_known_keys(tmp_path):
   assert "train" in line and "Traceback" not in out.stderr
 
 
+def test_a_closed_pipe_ends_quietly(tmp_path):
+  """`tfcp-download --list | head -1` (or --help | head) must not end in a
+  BrokenPipeError traceback."""
+  for args in (["download", "--list", "--cache_dir", str(tmp_path)],
+               ["codec", "--help"]):
+    script = (f"{sys.executable} {os.path.join(REPO_ROOT, 'bin', args[0])} "
+              f"{' '.join(args[1:])} | head -c 5")
+    out = subprocess.run(["bash", "-c", script], capture_output=True,
+                         text=True, env=_env(), timeout=120)
+    assert len(out.stdout) == 5 and out.stderr == "", out.stderr
+
+
 def test_flag_errors_and_missing_required_flags():
   out = _bin("train", "--model=toy2d", "--data=student_t")
   assert out.returncode == 2

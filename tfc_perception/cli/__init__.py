@@ -295,6 +295,14 @@ def _stop(line: str, status: int):
   sys.exit(status)
 
 
+def _closed_pipe():
+  """stdout's reader went away (e.g. `tfcp-download --list | head -1`):
+  stop quietly, as command-line tools do, instead of a traceback."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, sys.stdout.fileno())
+  sys.exit(141)  # 128 + SIGPIPE, what a shell reports for it
+
+
 def _fail(message: str, status: int):
   _stop(f"error: {message}", status)
 
@@ -312,6 +320,8 @@ def main_of(main, prog: str):
         traceback.print_exc()
         sys.exit(2)
       _fail(f"{_message(e)} (see {prog} --help)", 2)
+    except BrokenPipeError:
+      _closed_pipe()
     except KeyboardInterrupt:
       if debug:
         raise
@@ -352,6 +362,15 @@ def _prog(tool: str, argv0: str) -> str:
 
 def run_tool(tool_name: str, argv: Optional[Sequence[str]] = None,
              prog: Optional[str] = None) -> None:
+  """Runs a tool (see `_run_tool`); a closed stdout ends it quietly."""
+  try:
+    _run_tool(tool_name, argv, prog)
+  except BrokenPipeError:
+    _closed_pipe()
+
+
+def _run_tool(tool_name: str, argv: Optional[Sequence[str]] = None,
+              prog: Optional[str] = None) -> None:
   """Runs a tool: dispatches the subcommand, prints help, parses flags and
   runs the command's main under one-line errors. Exits the process.
 
