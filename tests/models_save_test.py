@@ -115,3 +115,20 @@ def test_saved_models_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
     check()
     models.save_model(_toy(seed=3), tmp_path / "m", overwrite=True)
     check()
+
+
+def test_saved_density_models_follow_the_umask_and_replace_their_own(
+    tmp_path):
+  dae = models.build_density_model("dae", dims=2, hidden=[4], seed=0)
+  with _umask(0o022):
+    models.save_density_model(dae, tmp_path / "d")
+    models.save_density_model(dae, tmp_path / "d")  # its own: replaced
+  modes = _modes(tmp_path / "d")
+  assert len(modes) >= 2
+  for name, mode in modes.items():
+    is_dir = os.path.isdir(tmp_path / "d" / name)
+    assert mode == (0o755 if is_dir else 0o644), (name, oct(mode))
+  assert sorted(os.listdir(tmp_path)) == ["d"]
+  loaded = models.load_density_model(tmp_path / "d")
+  for a, b in zip(loaded.weights, dae.weights):
+    assert (a.numpy() == b.numpy()).all()

@@ -15,13 +15,15 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 __all__ = [
-    "current_umask", "chmod_as_created", "make_temp_dir", "is_within",
+    "current_umask", "chmod_as_created", "make_temp_dir", "atomic_directory",
+    "is_within",
     "check_output_path", "atomic_open", "write_bytes", "write_text", "write_json", "write_csv",
     "read_json", "library_versions", "git_commit", "make_manifest",
 ]
@@ -58,6 +60,40 @@ def make_temp_dir(parent, prefix: str) -> str:
   path = tempfile.mkdtemp(dir=parent, prefix=prefix)
   chmod_as_created(path, directory=True)
   return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path, may_replace: Callable[[], bool]):
+  """Builds a directory next to `path` and renames it onto `path`.
+
+  Args:
+    path: the destination directory.
+    may_replace: called just before the rename; returns True if something
+      at `path` is to be replaced (it is then renamed away first and deleted
+      only after the new directory is in place), False if `path` is absent
+      or an empty folder, and raises if `path` may not be written.
+
+  Yields:
+    The temporary directory to fill (umask permissions). If the body raises,
+    it is removed and `path` is left untouched.
+  """
+  path = os.path.abspath(os.fspath(path))
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  prefix = "." + os.path.basename(path) + "."
+  tmp = make_temp_dir(parent, prefix)
+  try:
+    yield tmp
+    old = None
+    if may_replace():
+      old = make_temp_dir(parent, prefix + "old.")
+      os.replace(path, os.path.join(old, "m"))
+    os.replace(tmp, path)  # Onto an empty folder too (fails if not empty).
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
 
 
 def is_within(path, folder) -> bool:

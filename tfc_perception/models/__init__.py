@@ -26,7 +26,6 @@ Codec names: "toy2d" (Fig. 10), "factorized" (Fig. 15), "softquant"
 import importlib
 import json
 import os
-import shutil
 from typing import Any, Optional
 
 from tfc_perception import _io
@@ -240,10 +239,9 @@ def save_model(model, path, overwrite: bool = False) -> str:
   name = _registry_name(model)
   path = os.path.abspath(os.fspath(path))
   check_save_path(path, overwrite)
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = _io.make_temp_dir(parent, "." + os.path.basename(path) + ".")
-  try:
+  # Checked again just before the swap (the folder may have changed).
+  with _io.atomic_directory(
+      path, lambda: check_save_path(path, overwrite)) as tmp:
     _save_weights(model, os.path.join(tmp, _WEIGHTS_FILE))
     fingerprint = model.fingerprint()
     _io.write_json(os.path.join(tmp, _CONFIG_FILE), {
@@ -252,16 +250,6 @@ def save_model(model, path, overwrite: bool = False) -> str:
         "config": model.get_config(), "fingerprint": fingerprint,
         "rate_unit": model.rate_unit,
         "versions": _io.library_versions()})
-    old = None
-    if check_save_path(path, overwrite):  # Again: it may have changed.
-      old = _io.make_temp_dir(parent, "." + os.path.basename(path) + ".old.")
-      os.replace(path, os.path.join(old, "m"))
-    os.replace(tmp, path)  # Onto an empty folder too (fails if not empty).
-    if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return fingerprint
 
 

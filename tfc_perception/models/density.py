@@ -18,8 +18,6 @@ registry, apart from `tfc_perception.models.build_model`:
 import importlib
 import io
 import os
-import shutil
-import tempfile
 from typing import Any, List
 
 import numpy as np
@@ -112,10 +110,7 @@ def save(model, path) -> str:
     raise ValueError(f"{path} exists and is not a density model saved by "
                      "tfc_perception; refusing to replace it. Choose another "
                      "path or remove it yourself.")
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
-  try:
+  with _io.atomic_directory(path, lambda: os.path.exists(path)) as tmp:
     weights = model.weights
     arrays = {f"w{i:04d}": v.numpy() for i, v in enumerate(weights)}
     arrays["names"] = np.array([v.name for v in weights])
@@ -126,17 +121,6 @@ def save(model, path) -> str:
         "format": _FORMAT, "format_version": _FORMAT_VERSION, "model": name,
         "class": type(model).__name__, "config": model.get_config(),
         "versions": _io.library_versions()})
-    old = None
-    if os.path.exists(path):
-      old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path)
-                             + ".old.")
-      os.replace(path, os.path.join(old, "m"))
-    os.replace(tmp, path)
-    if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return path
 
 
