@@ -37,6 +37,7 @@ def trained():
       8).repeat()
   model.fit(ds, epochs=2, steps_per_epoch=40, verbose=0)
   after = model.evaluate(held_out, batch_size=8, verbose=0, return_dict=True)
+  model.finalize()  # Coding table of the learned pmf.
   return model, image, held_out, before, after
 
 
@@ -186,55 +187,115 @@ def test_decompress_equals_reconstruct_and_respects_the_bound(
                                 model.reconstruct(x).numpy())
 
 
-def test_never_exceeds_max_bpp_on_kodak_and_noise(trained):
-  model, image, _, _, _ = trained
-  noise = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3),
+def _mismatched_pmf(model, x):
+  """Sets a pmf putting ~all mass on the least used symbol of each channel
+  of x's latent (so range coding under it costs more than the fallback)."""
+  m, l = model.latent_channels, model.num_centers
+  symbols = model.symbols(model.analysis(x)).numpy()
+  counts = np.stack([np.bincount(symbols[..., c].ravel(), minlength=l)
+                     for c in range(m)])
+  pmf = np.full((m, l), 1e-5, np.float32)
+  pmf[np.arange(m), counts.argmin(-1)] = 1.0
+  model.symbol_pmf.assign(pmf / pmf.sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("num_centers", [2, 4])
+def test_never_exceeds_max_bpp_plus_the_flag_byte(trained, num_centers):
+  """L a power of two (the paper's L = 2): every string is at most one flag
+  byte plus ceil(n log2 L / 8) bytes, on Kodak and noise, with the learned
+  pmf and with one that forces the fixed-length fallback."""
+  _, image, _, _, _ = trained
+  model = models.build_model("softquant", num_filters=8, latent_channels=8,
+                             num_centers=num_centers, seed=3)
+  noise = np.random.default_rng(0).integers(0, 256, (2, 80, 112, 3),
                                             dtype=np.uint8)
-  for x in (image[None, :256, :256], noise):
-    strings, _, _ = model.compress(x)
-    for s in strings.numpy():
-      bits = 8 * (len(s) - 1)  # One flag byte of header.
-      assert bits <= model.max_bpp * x.shape[1] * x.shape[2] + 7
-  # On the natural image the learned pmf codes below the bound.
+  kodak = image[None, :96, :128]
+  for pmf in ("initial", "mismatched"):
+    if pmf == "mismatched":
+      _mismatched_pmf(model, kodak)
+    model.finalize()
+    for x in (kodak, noise):
+      strings, x_shape, y_shape = model.compress(x)
+      bound = math.ceil(model.max_bpp * x.shape[1] * x.shape[2] / 8)
+      assert model.max_bytes(x.shape[1], x.shape[2]) == 1 + bound
+      for s in strings.numpy():
+        assert len(s) - 1 <= bound
+        if s[0] == 1:  # The fallback takes exactly the bound.
+          assert len(s) - 1 == bound
+      np.testing.assert_array_equal(
+          model.decompress(strings, x_shape, y_shape).numpy(),
+          model.reconstruct(x).numpy())
+    if pmf == "mismatched":
+      assert strings.numpy()[0][0] == 1  # The fallback was used.
+
+
+def test_learned_pmf_codes_below_the_bound(trained):
+  model, image, _, _, _ = trained
   s = model.compress(image[None, :256, :256])[0].numpy()[0]
   assert s[0] == 0 and 8 * (len(s) - 1) < model.max_bpp * 256 * 256
+  noise = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3),
+                                            dtype=np.uint8)
+  for s in model.compress(noise)[0].numpy():
+    assert len(s) <= model.max_bytes(128, 128)
 
 
-def test_falls_back_to_fixed_length_when_the_pmf_mismatches(trained):
+def test_uniform_fallback_bound_for_other_numbers_of_centres(trained):
+  """L = 3 has no exact fixed-length code in TF ops: the fallback is the
+  uniform range code (flag 2), whose worst case (every symbol the least
+  probable one) stays within max_bytes, i.e. the exact bound plus
+  1.3e-4 bits per symbol and 2 bytes."""
   model, image, _, _, _ = trained
   clone = models.build_model("softquant", num_filters=16, latent_channels=8,
                              num_centers=3)
   clone.set_weights(model.get_weights())
   x = image[None, :64, :64]
-  symbols = clone.symbols(clone.analysis(x)).numpy()
-  # A pmf putting ~all mass on the least used symbol of each channel.
-  counts = np.stack([np.bincount(symbols[..., c].ravel(), minlength=3)
-                     for c in range(8)])
-  pmf = np.full((8, 3), 1e-5, np.float32)
-  pmf[np.arange(8), counts.argmin(-1)] = 1.0
-  clone.symbol_pmf.assign(pmf / pmf.sum(-1, keepdims=True))
+  _mismatched_pmf(clone, x)
+  with pytest.raises(ValueError, match="changed since finalize"):
+    clone.compress(x)
+  clone.finalize()
   strings, x_shape, y_shape = clone.compress(x)
   (s,) = strings.numpy()
-  assert s[0] == 1 and len(s) == clone.max_bytes(64, 64)
+  assert s[0] == 2 and len(s) <= clone.max_bytes(64, 64)
   np.testing.assert_array_equal(
       clone.decompress(strings, x_shape, y_shape).numpy(),
       clone.reconstruct(x).numpy())
+  exact = 1 + math.ceil(clone.max_bpp * 64 * 64 / 8)
+  for height, width in ((64, 64), (512, 768)):
+    n = (height // 16) * (width // 16) * 8
+    assert clone.max_bytes(height, width) - math.ceil(
+        clone.max_bpp * height * width / 8) <= 3 + math.ceil(n * 1.3e-4 / 8)
+    for symbol in (0, 1, 2):  # Frequencies 21845, 21845, 21846 of 2^16.
+      symbols = tf.fill([1, height // 16, width // 16, 8], symbol)
+      coded = clone._range_code(symbols, clone._uniform_lookup())  # pylint: disable=protected-access
+      assert 1 + len(coded.numpy()[0]) <= clone.max_bytes(height, width)
+  assert clone.max_bytes(64, 64) >= exact
 
 
-def test_fixed_length_packing_is_exact_for_any_number_of_centers():
-  rng = np.random.default_rng(0)
-  for num_centers in (2, 3, 5, 16, 100):
-    for n in (0, 1, 63, 64, 65, 1000):
-      s = rng.integers(0, num_centers, n)
-      data = softquant.pack_symbols(s, num_centers)
-      assert len(data) == math.ceil(math.ceil(n * math.log2(num_centers)
-                                              - 1e-9) / 8)
-      np.testing.assert_array_equal(
-          softquant.unpack_symbols(data, n, num_centers), s)
+def test_release1_fixed_length_strings_still_decode(trained):
+  """Release 1 stored the fallback of every L as the base-L integer
+  sum_i s_i L^i (flag 1). For L = 2^b that is _pack_bits' layout; for other
+  L the strings are unpacked in Python and decoded (unpack_symbols)."""
+  model, image, _, _, _ = trained
+  for num_centers in (2, 3, 4):
+    m = models.build_model("softquant", num_filters=4, latent_channels=4,
+                           num_centers=num_centers, seed=2).finalize()
+    x = image[None, 40:72, 60:108]
+    symbols = m.symbols(m.analysis(x)).numpy().reshape(-1)
+    value = sum(int(v) * num_centers ** i for i, v in enumerate(symbols))
+    nbytes = math.ceil(math.ceil(symbols.size * math.log2(num_centers)
+                                 - 1e-9) / 8)
+    legacy = b"\x01" + value.to_bytes(nbytes, "little")
+    _, x_shape, y_shape = m.compress(x)
+    np.testing.assert_array_equal(
+        m.decompress(tf.constant([legacy]), x_shape, y_shape).numpy(),
+        m.reconstruct(x).numpy())
+    if num_centers & (num_centers - 1) == 0:  # Same bytes as today's code.
+      packed = m._pack_bits(tf.constant(symbols.reshape(1, -1)))  # pylint: disable=protected-access
+      assert b"\x01" + packed.numpy()[0] == legacy
+    unpacked = softquant.unpack_symbols(legacy[1:], symbols.size, num_centers)
+    np.testing.assert_array_equal(unpacked, symbols)
   with pytest.raises(ValueError, match="out of range"):
     softquant.unpack_symbols(b"\xff", 5, 3)  # 255 >= 3**5 = 243.
-  with pytest.raises(ValueError, match="symbols must be in"):
-    softquant.pack_symbols([0, 3], 3)
 
 
 def test_save_load_compress_is_identical(trained, tmp_path):
@@ -255,9 +316,13 @@ def test_corrupted_strings_are_clear_errors(trained):
   strings, x_shape, y_shape = model.compress(image[None, :32, :32])
   s = strings.numpy()[0]
   for bad, match in [(b"", "empty"), (b"\x07" + s[1:], "unknown coding flag"),
-                     (b"\x01" + s[1:3], "fixed-length payload")]:
+                     (b"\x01" + s[1:3], "fixed-length payload"),
+                     (s + b"\x00\x01", "range decoder sanity check")]:
     with pytest.raises(ValueError, match=match):
       model.decompress(tf.constant([bad]), x_shape, y_shape)
+  # A batch mixing a good and a bad string fails as a whole.
+  with pytest.raises(ValueError, match="unknown coding flag"):
+    model.decompress(tf.constant([s, b"\x07" + s[1:]]), [32, 32], [2, 2])
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -57,10 +57,10 @@ def _sigint():
 
 
 class _Snapshot(tf.keras.callbacks.Callback):
-  """Keeps the weights at the start of training."""
+  """Keeps the trainable weights at the start of training."""
 
   def on_train_begin(self, logs=None):
-    self.weights = [w.copy() for w in self.model.get_weights()]
+    self.weights = [w.numpy().copy() for w in self.model.trainable_weights]
 
 
 def _write_images(folder, shapes, seed=0):
@@ -104,8 +104,8 @@ def test_ctrl_c_mid_epoch_resumes_bit_identically(tmp_path):
   resumed = training.train(run_b, callbacks=[snapshot])
   assert resumed.initial_step == 6 and resumed.resumed
   # The restart trained (steps 7-8 moved the weights) ...
-  moved = max(np.max(np.abs(a - b)) for a, b in zip(
-      resumed.model.get_weights(), snapshot.weights))
+  moved = max(np.max(np.abs(a.numpy() - b)) for a, b in zip(
+      resumed.model.trainable_weights, snapshot.weights))
   assert moved > 1e-4
   # ... and ends bit for bit where the uninterrupted run ended: weights,
   # optimizer moments, and every epoch's metrics (epoch 2's mean includes

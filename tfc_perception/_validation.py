@@ -19,11 +19,24 @@ from tfc_perception._checks import check_int  # pylint: disable=unused-import
 from tfc_perception._checks import check_positive  # pylint: disable=unused-import
 
 __all__ = [
-    "as_image_batch", "check_same_shape", "check_positive", "check_choice",
-    "check_int", "check_finite", "check_min_spatial_size",
+    "MAX_PIXELS", "check_max_pixels", "as_image_batch", "check_same_shape",
+    "check_positive", "check_choice", "check_int", "check_finite",
+    "check_min_spatial_size",
 ]
 
 _FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+# Default limit on the pixels (H * W) a compressed file or bit-stream may
+# claim: decoders check it before allocating anything (2^28 = 16384^2).
+MAX_PIXELS = 2 ** 28
+
+
+def check_max_pixels(max_pixels) -> int:
+  """Validates a `max_pixels` argument (an int >= 1)."""
+  if isinstance(max_pixels, bool) or not isinstance(
+      max_pixels, (int, np.integer)) or max_pixels < 1:
+    raise ValueError(f"max_pixels must be an int >= 1, got {max_pixels!r}.")
+  return int(max_pixels)
 
 
 def _is_eager(t) -> bool:

@@ -12,8 +12,10 @@ image model of Fig. 15, the soft-quantisation model of Fig. 17) is a
   in bits per example estimated by the entropy model,
 - `reconstruct(x)`: the test-time reconstruction, in the type `decompress`
   returns,
+- `finalize()`: builds the range coding tables from the current weights
+  (see `coding`; save_model, load_model and the tfci export call it),
 - `compress(x)` / `decompress(*compressed)`: real range-coded bit-strings
-  (tensorflow-compression range coder), with
+  (tensorflow-compression range coder) through traced `tf.function`s, with
   `decompress(*compress(x)) == reconstruct(x)` exactly.
 
 Training implements the rate-distortion Lagrangian of Eq. 3,
@@ -118,8 +120,9 @@ class CompressionModel(tf.keras.Model):
   """Base class: the shared interface and the Eq. 3 train/test steps.
 
   Subclasses implement `analysis`, `quantize`, `synthesis`, `_estimate`
-  (forward pass returning the cropped reconstruction and bits), `compress`,
-  `decompress`, `reconstruct`, `compressed_dtypes` and `_build_variables`.
+  (forward pass returning the cropped reconstruction and bits) and
+  `compressed_dtypes`; the codec part (`finalize`, `compress`, `decompress`,
+  `reconstruct`) comes from the mixins of `tfc_perception.models.coding`.
 
   Args:
     lmbda: lambda of Eq. 3 (> 0), the weight of the distortion term.
@@ -283,69 +286,6 @@ class CompressionModel(tf.keras.Model):
       h.update(a.tobytes())
     return h.hexdigest()
 
-  @staticmethod
-  def _string_tensor(strings, name="strings"):
-    strings = tf.convert_to_tensor(strings)
-    if strings.dtype != tf.string or strings.shape.rank != 1:
-      raise ValueError(f"{name} must be a rank-1 tf.string tensor (one "
-                       f"bit-string per example); got dtype "
-                       f"{strings.dtype.name}, shape {strings.shape}.")
-    return strings
-
-
-def prior_key(module: tf.Module) -> bytes:
-  """Digest of a module's variables, to know when cached range coding tables
-  derived from them are stale."""
-  h = hashlib.sha256()
-  for v in module.variables:
-    h.update(np.ascontiguousarray(v.numpy()).tobytes())
-  return h.digest()
-
-
-class ContinuousEntropyCoding:
-  """Mixin for models with a factorized prior `self.prior` and a tfc
-  `ContinuousBatchedEntropyModel` (coding rank `self._coding_rank`).
-
-  Quantisation is rounding to the nearest integer (offset_heuristic=False,
-  as in the paper), identical in `quantize`, `call(training=False)`,
-  `compress` and `decompress`.
-
-  Training uses an entropy model without range coding tables
-  (`self.entropy_model`). Compression uses a compression-enabled copy built
-  from the *current* prior weights and cached until they change, so a model
-  fresh from `load_model` (or from a checkpoint, or mid-training) compresses
-  immediately: there is no "uninitialised CDF" state, and the tables are a
-  deterministic function of the saved weights (save -> load -> compress gives
-  the identical bit-stream). The cache is deliberately not tracked by Keras,
-  so it is not part of checkpoints or `model.weights`.
-  """
-
-  def _coding_entropy_model(self):
-    import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
-    key = prior_key(self.prior)
-    cache = self.__dict__.get("_coding_cache")
-    if cache is None or cache[0] != key:
-      table_fn = self.__dict__.get("_table_fn")
-      if table_fn is None:
-        # Building the tables runs tfc's tail estimation loop: ~10x faster
-        # as a graph than eagerly; the tables are identical.
-        def tables():
-          em = tfc.ContinuousBatchedEntropyModel(
-              self.prior, coding_rank=self._coding_rank, compression=True,
-              stateless=True, offset_heuristic=False,
-              bottleneck_dtype=tf.float32)
-          return em.cdf, em.cdf_offset
-        table_fn = tf.function(tables, autograph=False)
-        object.__setattr__(self, "_table_fn", table_fn)
-      cdf, cdf_offset = table_fn()
-      em = tfc.ContinuousBatchedEntropyModel(
-          prior_shape=self.prior.batch_shape, coding_rank=self._coding_rank,
-          compression=True, stateless=True, cdf=cdf, cdf_offset=cdf_offset,
-          offset_heuristic=False, bottleneck_dtype=tf.float32)
-      object.__setattr__(self, "_coding_cache", (key, em))
-      cache = self.__dict__["_coding_cache"]
-    return cache[1]
-
 
 class UniformNoiseBottleneck:
   """Mixin: the training bottleneck of the models with a factorized prior
@@ -377,74 +317,3 @@ class UniformNoiseBottleneck:
     axes = tuple(range(-self._coding_rank, 0))
     bits = tf.reduce_sum(log_probs, axis=axes) / -tf.math.log(2.0)
     return y_tilde, bits
-
-
-class ImageCoding:
-  """Mixin with the image conventions shared by the image models.
-
-  Images enter as uint8 [N, H, W, 3] (divided by 255) or float in [0, 1].
-  The transforms downsample by 16, so `analysis` pads H and W up to a
-  multiple of 16 by replicating the last row/column (edge padding: no
-  artificial edges to code, and any size >= 1 px works); `call`,
-  `reconstruct` and `decompress` crop the output back to H x W. Rates are
-  bits / (H * W) of the *original* image.
-  """
-
-  _factor = 16
-
-  def _to_float_images(self, x, name="x"):
-    """Validated float32 [N, H, W, 3] in [0, 1]."""
-    if isinstance(x, (str, bytes)) or x is None:
-      raise TypeError(f"{name} must be an image batch [N, H, W, 3] (uint8 or "
-                      f"float in [0, 1]), got {type(x).__name__}.")
-    if not isinstance(x, (tf.Tensor, tf.Variable)):
-      x = tf.convert_to_tensor(np.asarray(x) if not hasattr(x, "dtype") else x)
-    max_val = 255.0 if x.dtype == tf.uint8 else 1.0
-    x, max_val = _validation.as_image_batch(x, name, max_val, channels=(3,))
-    return x / max_val if max_val != 1.0 else x
-
-  def _pad(self, x):
-    f = self._factor
-    h, w = x.shape[1], x.shape[2]
-    if h is not None and w is not None and h % f == 0 and w % f == 0:
-      return x
-    shape = tf.shape(x)
-    ph = (-shape[1]) % f
-    pw = (-shape[2]) % f
-    x = tf.concat([x, tf.repeat(x[:, -1:], ph, axis=1)], axis=1)
-    return tf.concat([x, tf.repeat(x[:, :, -1:], pw, axis=2)], axis=2)
-
-  @staticmethod
-  def _crop(x_hat, height, width):
-    return x_hat[:, :height, :width, :]
-
-  @staticmethod
-  def _to_uint8(x_hat):
-    """Test-time output: round(clip(x_hat, 0, 1) * 255) as uint8."""
-    return tf.cast(tf.round(tf.clip_by_value(
-        tf.cast(x_hat, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
-
-  def reconstruct(self, x):
-    """Test-time reconstruction, uint8 [N, H, W, 3]; equals
-    decompress(*compress(x))."""
-    x = self._to_float_images(x)
-    shape = tf.shape(x)
-    y_hat = self.quantize(self.analysis(x), training=False)
-    return self._to_uint8(self._crop(self.synthesis(y_hat), shape[1],
-                                     shape[2]))
-
-  def _check_shapes(self, x_shape, y_shape):
-    """Validates decompress's shape tensors; returns them as Python ints."""
-    try:
-      x_shape = [int(v) for v in np.asarray(x_shape).reshape(-1)]
-      y_shape = [int(v) for v in np.asarray(y_shape).reshape(-1)]
-    except (TypeError, ValueError):
-      raise ValueError("x_shape and y_shape must be integer vectors [2] "
-                       "(as returned by compress).") from None
-    f = self._factor
-    if (len(x_shape) != 2 or len(y_shape) != 2 or min(x_shape) < 1
-        or y_shape != [-(-x_shape[0] // f), -(-x_shape[1] // f)]):
-      raise ValueError(f"inconsistent shapes x_shape={x_shape}, y_shape="
-                       f"{y_shape}: expected y_shape = ceil(x_shape / {f}); "
-                       "the compressed data is corrupted or not from compress.")
-    return x_shape, y_shape

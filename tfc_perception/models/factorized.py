@@ -22,6 +22,7 @@ import tensorflow_compression as tfc
 
 from tfc_perception import _validation
 from tfc_perception.models import base
+from tfc_perception.models import coding
 
 __all__ = ["FactorizedPrior", "QUALITY_LAMBDAS", "quality_config",
            "analysis_transform", "synthesis_transform"]
@@ -58,8 +59,8 @@ def quality_config(quality: int, metric: str = "mse") -> dict:
               lmbda=QUALITY_LAMBDAS[metric][quality - 1], distortion=metric)
 
 
-class FactorizedPrior(base.ImageCoding, base.UniformNoiseBottleneck,
-                      base.ContinuousEntropyCoding, base.CompressionModel):
+class FactorizedPrior(coding.ImageCoding, base.UniformNoiseBottleneck,
+                      coding.ContinuousEntropyCoding, base.CompressionModel):
   """bmshj2018-factorized compressive autoencoder (Fig. 15).
 
   Args:
@@ -93,10 +94,7 @@ class FactorizedPrior(base.ImageCoding, base.UniformNoiseBottleneck,
 
     self.analysis_transform = analysis_transform(n, m)
     self.synthesis_transform = synthesis_transform(n)
-    self.prior = tfc.NoisyDeepFactorized(batch_shape=(m,))
-    self.entropy_model = tfc.ContinuousBatchedEntropyModel(
-        self.prior, coding_rank=3, compression=False, offset_heuristic=False,
-        bottleneck_dtype=tf.float32)
+    self._init_entropy_coding(tfc.NoisyDeepFactorized(batch_shape=(m,)))
     self.analysis_transform.build((None, None, None, 3))
     self.synthesis_transform.build((None, None, None, m))
     self.built = True  # All weights exist (summary(), checkpoints).
@@ -139,8 +137,7 @@ class FactorizedPrior(base.ImageCoding, base.UniformNoiseBottleneck,
     """e(x): images [N, H, W, 3] (uint8 or float in [0, 1]) -> latent
     [N, ceil(H/16), ceil(W/16), M] float32 (input edge-padded to a multiple
     of 16)."""
-    x = self._to_float_images(x)
-    return tf.cast(self.analysis_transform(self._pad(x)), tf.float32)
+    return self._latent(self._to_float_images(x))
 
   def quantize(self, y, training=False, seed=None):
     """Q(y): y + U(-0.5, 0.5) in training (stateless with `seed`), rounding
@@ -148,45 +145,20 @@ class FactorizedPrior(base.ImageCoding, base.UniformNoiseBottleneck,
     y = tf.cast(y, tf.float32)
     if training:
       return self._uniform_noise(y, seed)
-    return self._coding_entropy_model().quantize(y)
+    return self._hard_quantize(y)
 
   def synthesis(self, y_hat):
     """d(y_hat): latent [N, h, w, M] -> float32 [N, 16h, 16w, 3], nominal
     [0, 1], not clipped (crop to the image size yourself, or use
     reconstruct)."""
-    return tf.cast(self.synthesis_transform(tf.cast(y_hat, tf.float32)),
-                   tf.float32)
+    return self._synthesize(y_hat)
 
   def _estimate(self, x, training, seed=None):
     x = self._to_float_images(x)
-    y = tf.cast(self.analysis_transform(self._pad(x)), tf.float32)
-    y_tilde, bits = self._bottleneck(y, training, seed)
+    y_tilde, bits = self._bottleneck(self._latent(x), training, seed)
     shape = tf.shape(x)
     x_hat = self._crop(self.synthesis(y_tilde), shape[1], shape[2])
     return x, x_hat, bits
-
-  def compress(self, x):
-    """Range codes images: returns (strings [N] tf.string, x_shape [2]
-    int32 (H, W), y_shape [2] int32 (latent h, w))."""
-    x = self._to_float_images(x)
-    y = self.analysis(x)
-    strings = self._coding_entropy_model().compress(y)
-    return (strings, tf.shape(x)[1:3], tf.shape(y)[1:3])
-
-  def decompress(self, strings, x_shape, y_shape):
-    """Inverse of compress -> uint8 images [N, H, W, 3].
-
-    Raises:
-      ValueError: malformed arguments or a corrupted bit-string.
-    """
-    strings = self._string_tensor(strings)
-    (h, w), y_shape = self._check_shapes(x_shape, y_shape)
-    try:
-      y_hat = self._coding_entropy_model().decompress(strings, y_shape)
-    except tf.errors.OpError as e:
-      raise ValueError("corrupted bit-string(s): range decoding failed ("
-                       f"{e.message.splitlines()[0]}).") from None
-    return self._to_uint8(self._crop(self.synthesis(y_hat), h, w))
 
   def compressed_dtypes(self):
     return (tf.string, tf.int32, tf.int32)

@@ -12,6 +12,7 @@ experiments work with any of them:
     x_hat = model.synthesis(y_hat)             # decoder d
     x_hat, bits = model(x, training=False)     # forward pass and rate estimate
     x_hat = model.reconstruct(x)               # test-time output
+    model.finalize()                           # range coding tables, once
     compressed = model.compress(x)             # range-coded bit-strings (+ shapes)
     x_hat = model.decompress(*compressed)      # == reconstruct(x)
     model.rate_unit                            # "bpp" or "bits/sample"
@@ -47,6 +48,10 @@ class Codec(typing.Protocol):
 
   def reconstruct(self, x):
     """The test-time reconstruction (what `decompress` returns)."""
+
+  def finalize(self):
+    """Builds the range coding tables from the current weights (see
+    `tfc_perception.models.coding`); returns the model."""
 
   def compress(self, x):
     """A tuple of tensors: the bit-strings and side information."""

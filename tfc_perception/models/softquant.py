@@ -30,14 +30,22 @@ the rate is bounded by construction,
 R <= (H/16)(W/16) * M * log2(L) bits, i.e. `max_bpp` = M * log2(L) / 256
 (0.25 bpp for M = 64, L = 2).
 
-At test time the symbols (indices of the nearest centres) are range coded
-with tfc's range coder and a per-channel pmf (a running average of the symbol
-frequencies seen in training, kept as a non-trainable weight). Whenever that
-would take more bits than fixed-length coding, the image is stored
-fixed-length instead (mixed-radix packing, ceil(n * log2 L) bits for n
-symbols), so a file never exceeds the bound plus one flag byte:
+At test time the symbols (indices of the nearest centres) are range coded,
+with TF ops inside the traced codec (`coding.ImageCoding`), by tfc's range
+coder under a per-channel pmf (a running average of the symbol frequencies
+seen in training, kept as a non-trainable weight; `finalize()` turns it into
+the integer table `coding_table`). Whenever that would take more bits than
+the fallback, the image is stored with the fallback instead. For L a power of
+two (the paper's L = 2) the fallback is fixed-length coding, log2(L) bits per
+symbol, so a string never exceeds the bound plus one flag byte:
 
     len(string) <= 1 + ceil(ceil(H/16) * ceil(W/16) * M * log2(L) / 8) bytes.
+
+For other L an exact fixed-length code of ceil(n log2 L) bits needs
+big-integer arithmetic, which TF ops do not have; the fallback is then tfc's
+range coder under the uniform integer CDF floor(j 2^16 / L), which costs at
+most log2(2^16 / (floor(2^16 / L) - 1)) bits per symbol (log2 L + 1.3e-4 for
+L = 3) plus 2 bytes (see `max_bytes`).
 
 The logged `rate` is the bits of the hard symbols under that pmf (bpp).
 """
@@ -51,21 +59,26 @@ import tensorflow_compression as tfc
 
 from tfc_perception import _validation
 from tfc_perception.models import base
+from tfc_perception.models import coding
 from tfc_perception.models import factorized
 
-__all__ = ["SoftQuantizedAutoencoder", "pack_symbols", "unpack_symbols",
-           "QUANTIZATION_MODES"]
+__all__ = ["SoftQuantizedAutoencoder", "unpack_symbols", "QUANTIZATION_MODES"]
 
 # Training forward pass of quantize(): see the module docstring.
 QUANTIZATION_MODES = ("straight_through", "soft")
 
+# Flag byte in front of each bit-string.
 _RANGE_CODED = 0
 _FIXED_LENGTH = 1
+_UNIFORM_RANGE_CODED = 2
+_FLAG_BYTES = [bytes([i]) for i in range(3)]
+_BYTE_STRINGS = [bytes([i]) for i in range(256)]
 _PRECISION = 16
 _PMF_FLOOR = 1e-6
 
 
-class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
+class SoftQuantizedAutoencoder(coding.ImageCoding, coding.FinalizedCoding,
+                               base.CompressionModel):
   """Compressive autoencoder with a bounded rate (Fig. 17, Sec. 5.2).
 
   Args:
@@ -123,10 +136,15 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
         name="symbol_pmf", shape=(m, l), dtype=tf.float32, trainable=False,
         initializer=tf.constant_initializer(1.0 / l),
         aggregation=tf.VariableAggregation.MEAN)
+    self.coding_table = self.add_weight(
+        name="coding_table", shape=(m, l + 2), dtype=tf.int32,
+        trainable=False, initializer="zeros")
+    self._init_coding_state()
+    # Bits per symbol of the exact fixed-length code (0: L not a power of 2).
+    self._bits_per_symbol = (l.bit_length() - 1) if l & (l - 1) == 0 else 0
     self.analysis_transform.build((None, None, None, 3))
     self.synthesis_transform.build((None, None, None, m))
     self.built = True  # All weights exist (summary(), checkpoints).
-    self._table_cache = None
 
   def get_config(self) -> dict:
     config = super().get_config()
@@ -143,10 +161,19 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
     return self.latent_channels * math.log2(self.num_centers) / 256.0
 
   def max_bytes(self, height: int, width: int) -> int:
-    """Largest bit-string compress() can produce for an H x W image: one
-    flag byte + ceil(ceil(H/16) ceil(W/16) M log2(L) / 8)."""
+    """Largest bit-string compress() can produce for an H x W image, for
+    n = ceil(H/16) ceil(W/16) M symbols: one flag byte + ceil(n log2(L) / 8)
+    for L a power of two; for other L one flag byte + ceil(n c / 8) + 2 with
+    c = log2(2^16 / (floor(2^16 / L) - 1)) (the uniform range code: each
+    symbol narrows the coder's interval, at least 2^16 wide, by a factor of
+    at most 2^16 / (f - 1) for a frequency f >= floor(2^16 / L); the coder
+    writes 2 bytes per 16 bits of narrowing and at most 2 more at the end)."""
     n = (-(-height // 16)) * (-(-width // 16)) * self.latent_channels
-    return 1 + _fixed_length_bytes(n, self.num_centers)
+    if self._bits_per_symbol:
+      return 1 + _fixed_length_bytes(n, self.num_centers)
+    f = (1 << _PRECISION) // self.num_centers
+    bits = n * math.log2((1 << _PRECISION) / (f - 1))
+    return 1 + math.ceil(bits / 8) + 2
 
   def coding_variables(self):
     return list(self.trainable_variables) + [self.symbol_pmf]
@@ -156,8 +183,7 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
     """e(x): images [N, H, W, 3] (uint8 or float in [0, 1]) -> latent
     [N, ceil(H/16), ceil(W/16), M] float32 (edge-padded to a multiple of
     16)."""
-    x = self._to_float_images(x)
-    return tf.cast(self.analysis_transform(self._pad(x)), tf.float32)
+    return self._latent(self._to_float_images(x))
 
   def _sq_dist(self, y):
     return tf.math.squared_difference(y[..., None], self.centers)
@@ -191,8 +217,7 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
 
   def synthesis(self, y_hat):
     """d(y_hat): [N, h, w, M] -> float32 [N, 16h, 16w, 3], not clipped."""
-    return tf.cast(self.synthesis_transform(tf.cast(y_hat, tf.float32)),
-                   tf.float32)
+    return self._synthesize(y_hat)
 
   def _coding_pmf(self):
     pmf = tf.maximum(self.symbol_pmf, _PMF_FLOOR)
@@ -201,7 +226,7 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
   def _estimate(self, x, training, seed=None):
     del seed  # No noise: the soft assignment is deterministic.
     x = self._to_float_images(x)
-    y = tf.cast(self.analysis_transform(self._pad(x)), tf.float32)
+    y = self._latent(x)
     y_hat = self.quantize(y, training=training)
     symbols = self.symbols(tf.stop_gradient(y))
     log_pmf = tf.math.log(self._coding_pmf())  # [M, L]
@@ -222,90 +247,171 @@ class SoftQuantizedAutoencoder(base.ImageCoding, base.CompressionModel):
     return distortion
 
   # --------------------------------------------------------------- coding
-  def _lookup(self):
+  def table_variables(self):
+    return [self.coding_table]
+
+  def _table_sources(self):
+    return [self.symbol_pmf]
+
+  @tf.function(input_signature=[], autograph=False)
+  def _lookup_table(self):
     """Range coding table [M, L + 2]: precision, then the quantised CDF of
-    each channel's pmf (cached until the pmf changes)."""
-    key = self.symbol_pmf.numpy().tobytes()
-    if self._table_cache is not None and self._table_cache[0] == key:
-      return self._table_cache[1]
-    pmf = self._coding_pmf()
-    cdf = tf.stack([tfc.pmf_to_quantized_cdf(pmf[c], precision=_PRECISION)
-                    for c in range(self.latent_channels)])
-    if not np.all(np.diff(cdf.numpy(), axis=-1) > 0):
-      # A symbol with zero frequency cannot be coded: use a uniform pmf.
-      uniform = tf.fill([self.num_centers], 1.0 / self.num_centers)
-      row = tfc.pmf_to_quantized_cdf(uniform, precision=_PRECISION)
-      cdf = tf.tile(row[None], [self.latent_channels, 1])
-    lookup = tf.concat([tf.fill([self.latent_channels, 1], _PRECISION), cdf],
-                       axis=-1)
-    object.__setattr__(self, "_table_cache", (key, lookup))
-    return lookup
-
-  def compress(self, x):
-    """Codes images: returns (strings [N] tf.string, x_shape [2] int32,
-    y_shape [2] int32). Each string is a flag byte (0: range coded, 1:
-    fixed length) and the symbols; never longer than max_bytes(H, W)."""
-    x = self._to_float_images(x)
-    y = self.analysis(x)
-    symbols = self.symbols(y)
-    handle = tfc.create_range_encoder(tf.shape(symbols)[:1], self._lookup())
-    handle = tfc.entropy_encode_channel(handle, symbols)
-    coded = tfc.entropy_encode_finalize(handle).numpy()
-    flat = symbols.numpy().reshape(symbols.shape[0], -1)
-    strings = []
-    for i, string in enumerate(coded):
-      fixed_len = _fixed_length_bytes(flat.shape[1], self.num_centers)
-      if len(string) <= fixed_len:
-        strings.append(bytes([_RANGE_CODED]) + string)
-      else:
-        strings.append(bytes([_FIXED_LENGTH])
-                       + pack_symbols(flat[i], self.num_centers))
-    return (tf.constant(strings, tf.string), tf.shape(x)[1:3],
-            tf.shape(y)[1:3])
-
-  def decompress(self, strings, x_shape, y_shape):
-    """Inverse of compress -> uint8 images [N, H, W, 3].
-
-    Raises:
-      ValueError: malformed arguments or a corrupted bit-string.
-    """
-    strings = self._string_tensor(strings)
-    (h, w), (yh, yw) = self._check_shapes(x_shape, y_shape)
+    each channel's pmf; uniform for every channel if some symbol would get
+    zero frequency (it could not be coded)."""
     m, l = self.latent_channels, self.num_centers
-    n = yh * yw * m
-    decoded = []
-    for string in strings.numpy():
-      if not string:
-        raise ValueError("corrupted bit-string: it is empty.")
-      flag, payload = string[0], string[1:]
-      if flag == _FIXED_LENGTH:
-        if len(payload) != _fixed_length_bytes(n, l):
+    cdf = tfc.pmf_to_quantized_cdf(self._coding_pmf(), precision=_PRECISION)
+    uniform = tfc.pmf_to_quantized_cdf(tf.fill([l], 1.0 / l),
+                                       precision=_PRECISION)
+    codable = tf.reduce_all(cdf[:, 1:] > cdf[:, :-1])
+    cdf = tf.where(codable, cdf, tf.tile(uniform[None], [m, 1]))
+    return tf.concat([tf.fill([m, 1], _PRECISION), cdf], axis=-1)
+
+  def _assign_tables(self):
+    self.coding_table.assign(self._lookup_table())
+
+  def _uniform_lookup(self):
+    """The uniform code of flag 2 (L not a power of two): integer CDF
+    floor(j 2^16 / L), a constant (no float arithmetic to disagree on)."""
+    l = self.num_centers
+    row = [_PRECISION] + [(j << _PRECISION) // l for j in range(l + 1)]
+    return tf.tile(tf.constant([row], tf.int32), [self.latent_channels, 1])
+
+  def _hard_quantize(self, y):
+    return tf.gather(self.centers, self.symbols(y))
+
+  @staticmethod
+  def _range_code(symbols, lookup):
+    handle = tfc.create_range_encoder(tf.shape(symbols)[:1], lookup)
+    handle = tfc.entropy_encode_channel(handle, symbols)
+    return tfc.entropy_encode_finalize(handle)
+
+  @staticmethod
+  def _range_decode(payloads, lookup, shape):
+    """Symbols [k, *shape] of k range-coded payloads (k may be 0)."""
+    def decode():
+      handle = tfc.create_range_decoder(payloads, lookup)
+      handle, symbols = tfc.entropy_decode_channel(handle, shape, tf.int32)
+      done = tfc.entropy_decode_finalize(handle)
+      check = tf.debugging.Assert(tf.reduce_all(done), [
+          "corrupted bit-string: range decoder sanity check failed"])
+      with tf.control_dependencies([check]):
+        return tf.identity(symbols)
+    # tfc's decoder refuses an empty batch (a batch may code all or none of
+    # its images with one method).
+    return tf.cond(tf.size(payloads) > 0, decode,
+                   lambda: tf.zeros(tf.concat([[0], shape], 0), tf.int32))
+
+  def _pack_bits(self, symbols):
+    """Fixed-length code for L = 2^b: b bits per symbol, least significant
+    first (= the base-L integer sum_i s_i L^i, little endian)."""
+    b = self._bits_per_symbol
+    n = tf.shape(symbols)[0]
+    flat = tf.reshape(symbols, [n, -1])
+    bits = tf.bitwise.bitwise_and(
+        tf.bitwise.right_shift(flat[..., None], tf.range(b)), 1)
+    bits = tf.reshape(bits, [n, -1])
+    bits = tf.pad(bits, [[0, 0], [0, (-tf.shape(bits)[1]) % 8]])
+    values = tf.reduce_sum(tf.reshape(bits, [n, -1, 8])
+                           * tf.bitwise.left_shift(1, tf.range(8)), -1)
+    return tf.strings.reduce_join(tf.gather(_BYTE_STRINGS, values), axis=-1)
+
+  def _unpack_bits(self, payloads, shape):
+    """Inverse of _pack_bits for payloads of the right length."""
+    b = self._bits_per_symbol
+    count = tf.reduce_prod(shape)
+    raw = tf.cast(tf.io.decode_raw(payloads, tf.uint8), tf.int32)
+    k = tf.shape(payloads)[0]
+    bits = tf.bitwise.bitwise_and(
+        tf.bitwise.right_shift(raw[..., None], tf.range(8)), 1)
+    bits = tf.reshape(bits, [k, -1])
+    unused = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(bits[:, count * b:], 0)),
+        ["corrupted bit-string: fixed-length value out of range"])
+    with tf.control_dependencies([unused]):
+      bits = tf.reshape(bits[:, :count * b], [k, count, b])
+    symbols = tf.reduce_sum(bits * tf.bitwise.left_shift(1, tf.range(b)), -1)
+    return tf.reshape(symbols, tf.concat([[k], shape], 0))
+
+  def _encode(self, y):
+    """Strings [N]: flag byte 0 + the range code under the learned pmf, or,
+    if that is longer, the fallback: flag 1 + fixed-length bits (L a power
+    of two) or flag 2 + the uniform range code (other L)."""
+    symbols = self.symbols(y)
+    learned = self._range_code(symbols, self.coding_table)
+    if self._bits_per_symbol:
+      fallback, flag = self._pack_bits(symbols), _FIXED_LENGTH
+    else:
+      fallback = self._range_code(symbols, self._uniform_lookup())
+      flag = _UNIFORM_RANGE_CODED
+    shorter = tf.strings.length(learned) <= tf.strings.length(fallback)
+    return tf.where(shorter, tf.strings.join([_FLAG_BYTES[_RANGE_CODED],
+                                              learned]),
+                    tf.strings.join([_FLAG_BYTES[flag], fallback]))
+
+  def _decode(self, strings, latent_shape):
+    """Inverse of _encode -> y_hat [N, h, w, M] (centres)."""
+    m = self.latent_channels
+    lengths = tf.strings.length(strings)
+    nonempty = tf.debugging.Assert(tf.reduce_all(lengths >= 1), [
+        "corrupted bit-string: it is empty"])
+    with tf.control_dependencies([nonempty]):
+      flags = tf.strings.substr(strings, 0, 1)
+    payloads = tf.strings.substr(strings, tf.ones_like(lengths), lengths - 1)
+    fallback_flag = (_FIXED_LENGTH if self._bits_per_symbol
+                     else _UNIFORM_RANGE_CODED)
+    learned = tf.equal(flags, _FLAG_BYTES[_RANGE_CODED])
+    fallback = tf.equal(flags, _FLAG_BYTES[fallback_flag])
+    known = tf.debugging.Assert(tf.reduce_all(learned | fallback), [
+        "corrupted bit-string: unknown coding flag"])
+    shape = tf.concat([latent_shape, [m]], 0)
+    with tf.control_dependencies([known]):
+      i_learned = tf.cast(tf.where(learned)[:, 0], tf.int32)
+      i_fallback = tf.cast(tf.where(fallback)[:, 0], tf.int32)
+    parts = [self._range_decode(tf.gather(payloads, i_learned),
+                                self.coding_table, shape)]
+    fallback_payloads = tf.gather(payloads, i_fallback)
+    if self._bits_per_symbol:
+      size = (tf.reduce_prod(shape) * self._bits_per_symbol + 7) // 8
+      right_size = tf.debugging.Assert(
+          tf.reduce_all(tf.equal(tf.strings.length(fallback_payloads), size)),
+          ["corrupted bit-string: fixed-length payload has the wrong size"])
+      with tf.control_dependencies([right_size]):
+        parts.append(self._unpack_bits(fallback_payloads, shape))
+    else:
+      parts.append(self._range_decode(fallback_payloads,
+                                      self._uniform_lookup(), shape))
+    symbols = tf.dynamic_stitch([i_learned, i_fallback], parts)
+    in_range = tf.debugging.Assert(
+        tf.reduce_all((symbols >= 0) & (symbols < self.num_centers)),
+        ["corrupted bit-string: decoded symbols out of range"])
+    with tf.control_dependencies([in_range]):
+      return tf.gather(self.centers, symbols)
+
+  def _legacy_strings(self, strings, y_shape):
+    """Release 1 coded the fixed-length fallback of every L as one base-L
+    integer (flag 1). For L a power of two that is exactly _pack_bits; for
+    other L, TF ops cannot unpack it (big integers), so such strings are
+    unpacked here, eagerly, and re-coded with the uniform range code of
+    flag 2 for the traced decoder."""
+    if self._bits_per_symbol:
+      return strings
+    values = strings.numpy().tolist()
+    if not any(s[:1] == _FLAG_BYTES[_FIXED_LENGTH] for s in values):
+      return strings
+    m, l = self.latent_channels, self.num_centers
+    n = y_shape[0] * y_shape[1] * m
+    out = []
+    for s in values:
+      if s[:1] == _FLAG_BYTES[_FIXED_LENGTH]:
+        if len(s) - 1 != _fixed_length_bytes(n, l):
           raise ValueError(
-              f"corrupted bit-string: fixed-length payload has {len(payload)}"
-              f" bytes, expected {_fixed_length_bytes(n, l)}.")
-        sym = unpack_symbols(payload, n, l).reshape(yh, yw, m)
-      elif flag == _RANGE_CODED:
-        try:
-          handle = tfc.create_range_decoder(payload, self._lookup())
-          handle, sym = tfc.entropy_decode_channel(
-              handle, tf.constant([yh, yw, m], tf.int32), tf.int32)
-          ok = tfc.entropy_decode_finalize(handle)
-        except tf.errors.OpError as e:
-          raise ValueError("corrupted bit-string: range decoding failed ("
-                           f"{e.message.splitlines()[0]}).") from None
-        if not bool(ok):
-          raise ValueError("corrupted bit-string: range decoder sanity check "
-                           "failed.")
-        sym = sym.numpy()
-        if sym.min() < 0 or sym.max() >= l:
-          raise ValueError("corrupted bit-string: decoded symbols out of "
-                           "range.")
-      else:
-        raise ValueError(f"corrupted bit-string: unknown coding flag {flag}.")
-      decoded.append(sym)
-    symbols = tf.constant(np.stack(decoded).astype(np.int32))
-    y_hat = tf.gather(self.centers, symbols)
-    return self._to_uint8(self._crop(self.synthesis(y_hat), h, w))
+              f"corrupted bit-string: fixed-length payload has {len(s) - 1} "
+              f"bytes, expected {_fixed_length_bytes(n, l)}.")
+        symbols = unpack_symbols(s[1:], n, l).reshape(1, *y_shape, m)
+        s = _FLAG_BYTES[_UNIFORM_RANGE_CODED] + self._range_code(
+            tf.constant(symbols), self._uniform_lookup()).numpy()[0]
+      out.append(s)
+    return tf.constant(out)
 
   def compressed_dtypes(self):
     return (tf.string, tf.int32, tf.int32)
@@ -321,39 +427,10 @@ def _fixed_length_bytes(n: int, num_centers: int) -> int:
   return (bits + 7) // 8
 
 
-def pack_symbols(symbols, num_centers: int) -> bytes:
-  """Fixed-length code of symbols in [0, L): the integer sum_i s_i L^i in
-  ceil(n log2 L) bits (little endian), i.e. exactly the bound of Sec. 5.2
-  rounded up to whole bytes, for any L (not only powers of 2).
-
-  Raises:
-    ValueError: symbols out of range.
-  """
-  s = np.asarray(symbols, dtype=np.int64).reshape(-1)
-  if s.size and (s.min() < 0 or s.max() >= num_centers):
-    raise ValueError(f"symbols must be in [0, {num_centers}).")
-  powers = {}
-
-  def power(k):
-    if k not in powers:
-      powers[k] = num_centers ** k
-    return powers[k]
-
-  def to_int(a):
-    if len(a) <= 64:
-      v = 0
-      for sym in reversed(a.tolist()):
-        v = v * num_centers + sym
-      return v
-    mid = len(a) // 2
-    return to_int(a[:mid]) + to_int(a[mid:]) * power(mid)
-
-  value = to_int(s) if s.size else 0
-  return value.to_bytes(_fixed_length_bytes(s.size, num_centers), "little")
-
-
 def unpack_symbols(data: bytes, n: int, num_centers: int) -> np.ndarray:
-  """Inverse of pack_symbols -> int32 array [n].
+  """Reads release 1's fixed-length code (the base-L integer
+  sum_i s_i L^i in ceil(n log2 L) bits, little endian) -> int32 array [n];
+  kept to decode release-1 strings of models with L not a power of two.
 
   Raises:
     ValueError: wrong length, or a value that no n symbols produce.

@@ -20,15 +20,18 @@ import tensorflow_compression as tfc
 
 from tfc_perception import _validation
 from tfc_perception.models import base
+from tfc_perception.models import coding
 
 __all__ = ["Toy2DCompressor"]
 
+_SAMPLES_SPEC = tf.TensorSpec([None, None], tf.float32, name="x")
+_STRINGS_SPEC = tf.TensorSpec([None], tf.string, name="strings")
 _ACTIVATIONS = ("softplus", "relu", "elu", "tanh", "leaky_relu", "gelu",
                 "swish", "sigmoid")
 
 
-class Toy2DCompressor(base.UniformNoiseBottleneck, base.ContinuousEntropyCoding,
-                      base.CompressionModel):
+class Toy2DCompressor(base.UniformNoiseBottleneck,
+                      coding.ContinuousEntropyCoding, base.CompressionModel):
   """Compressive autoencoder for 2-D (or D-dimensional) sources (Fig. 10).
 
   Args:
@@ -93,10 +96,8 @@ class Toy2DCompressor(base.UniformNoiseBottleneck, base.ContinuousEntropyCoding,
          for i, w in enumerate(reversed(self.widths))]
         + [tf.keras.layers.Dense(self.source_dims, name="synthesis_out")],
         name="synthesis")
-    self.prior = tfc.NoisyDeepFactorized(batch_shape=(self.latent_dims,))
-    self.entropy_model = tfc.ContinuousBatchedEntropyModel(
-        self.prior, coding_rank=1, compression=False, offset_heuristic=False,
-        bottleneck_dtype=tf.float32)
+    self._init_entropy_coding(
+        tfc.NoisyDeepFactorized(batch_shape=(self.latent_dims,)))
     # Create all weights now, so checkpoints/optimizers see them at once.
     self.analysis_transform.build((None, self.source_dims))
     self.synthesis_transform.build((None, self.latent_dims))
@@ -138,7 +139,7 @@ class Toy2DCompressor(base.UniformNoiseBottleneck, base.ContinuousEntropyCoding,
     y = tf.cast(y, tf.float32)
     if training:
       return self._uniform_noise(y, seed)
-    return self._coding_entropy_model().quantize(y)
+    return self._hard_quantize(y)
 
   def synthesis(self, y_hat):
     """d(y_hat): latent [N, latent_dims] -> [N, source_dims] float32."""
@@ -151,29 +152,56 @@ class Toy2DCompressor(base.UniformNoiseBottleneck, base.ContinuousEntropyCoding,
     y_tilde, bits = self._bottleneck(y, training, seed)
     return x, self.synthesis(y_tilde), bits
 
+  def _check_dims(self, x):
+    return tf.debugging.assert_equal(
+        tf.shape(x)[1], self.source_dims,
+        message=f"x must have shape [N, {self.source_dims}]")
+
+  # ------------------------------------------------------ traced functions
+  @tf.function(input_signature=[_SAMPLES_SPEC])
+  def traced_compress(self, x):
+    """compress as a graph: float32 [N, source_dims] -> (strings [N],)."""
+    with tf.control_dependencies([self._tables_check(), self._check_dims(x)]):
+      y = tf.cast(self.analysis_transform(x), tf.float32)
+    return (self._encode(y),)
+
+  @tf.function(input_signature=[_STRINGS_SPEC])
+  def traced_decompress(self, strings):
+    """decompress as a graph: strings [N] -> float32 [N, source_dims]."""
+    with tf.control_dependencies([self._tables_check()]):
+      strings = tf.identity(strings)
+    return self.synthesis(self._decode(strings, []))
+
+  @tf.function(input_signature=[_SAMPLES_SPEC])
+  def traced_reconstruct(self, x):
+    """reconstruct as a graph (needs no tables)."""
+    with tf.control_dependencies([self._check_dims(x)]):
+      y = tf.cast(self.analysis_transform(x), tf.float32)
+    return self.synthesis(self._hard_quantize(y))
+
+  # ----------------------------------------------------- public interface
   def reconstruct(self, x):
     """Test-time reconstruction d(Q(e(x))) [N, source_dims] float32, equal to
     decompress(*compress(x))."""
-    return self.synthesis(self.quantize(self.analysis(x), training=False))
+    return self.traced_reconstruct(self._check_samples(x))
 
-  def compress(self, x):
-    """Range codes x: returns (strings,), one tf.string per sample [N]."""
-    y = self.analysis(x)
-    return (self._coding_entropy_model().compress(y),)
+  def _codec_input(self, x):
+    return self._check_samples(x)
 
   def decompress(self, strings):
     """Inverse of compress: (strings [N]) -> x_hat [N, source_dims] float32.
 
     Raises:
-      ValueError: strings not a rank-1 string tensor, or a corrupted string.
+      ValueError: strings not a rank-1 string tensor, a corrupted string, or
+        a model without current tables.
     """
     strings = self._string_tensor(strings)
+    self._require_finalized()
     try:
-      y_hat = self._coding_entropy_model().decompress(strings, [])
+      return self.traced_decompress(strings)
     except tf.errors.OpError as e:
-      raise ValueError(f"corrupted bit-string(s): range decoding failed "
-                       f"({e.message.splitlines()[0]}).") from None
-    return self.synthesis(y_hat)
+      raise ValueError("corrupted bit-string(s): range decoding failed "
+                       f"({coding.op_error_text(e)}).") from None
 
   def compressed_dtypes(self):
     return (tf.string,)
