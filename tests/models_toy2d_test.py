@@ -1,6 +1,8 @@
 """Tests of the 2-D compressive autoencoder (Fig. 10), the registry and
 save/load (tfc_perception.models)."""
 
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -50,6 +52,7 @@ def test_training_lowers_the_loss_and_logs_rate_and_distortion(trained):
 
 def test_compress_decompress_equals_reconstruct(trained):
   model, x, _, _, _ = trained
+  model.finalize()
   (strings,) = model.compress(x[:64])
   assert strings.dtype == tf.string and strings.shape == (64,)
   decoded = model.decompress(strings)
@@ -88,8 +91,10 @@ def test_load_rejects_missing_or_tampered_directories(trained, tmp_path):
   with pytest.raises(FileNotFoundError, match="no saved model"):
     models.load_model(tmp_path / "nothing")
   models.save_model(model, tmp_path / "m")
-  other = _small(lmbda=2.0, seed=7)
-  models._save_weights(other, str(tmp_path / "m" / "weights.npz"))  # pylint: disable=protected-access
+  models.save_model(_small(lmbda=2.0, seed=7), tmp_path / "other")
+  # The other model's weights under this model's model.json.
+  shutil.rmtree(tmp_path / "m" / "variables")
+  shutil.copytree(tmp_path / "other" / "variables", tmp_path / "m" / "variables")
   with pytest.raises(ValueError, match="fingerprint"):
     models.load_model(tmp_path / "m")
 
@@ -157,6 +162,7 @@ def test_bad_inputs():
   model = _small()
   with pytest.raises(ValueError, match=r"shape \[N, 2\]"):
     model.analysis(np.zeros((4, 3), np.float32))
+  model.finalize()
   with pytest.raises(ValueError, match="NaN"):
     model.compress(np.array([[0.0, np.nan]], np.float32))
   with pytest.raises(ValueError, match="floating point"):

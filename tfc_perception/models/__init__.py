@@ -35,6 +35,7 @@ __all__ = ["build_model", "save_model", "load_model", "registered_models",
            "build_density_model", "save_density_model", "load_density_model",
            "density_models"]
 
+from tfc_perception.models import _saved
 from tfc_perception.models import density as _density
 from tfc_perception.models.protocol import Codec
 
@@ -52,12 +53,15 @@ load_density_model = _density.load
 density_models = _density.names
 
 _FORMAT = "tfc_perception.model"
-_FORMAT_VERSION = 1
+# 1: model.json + weights.npz (release 1; still read). 2: a SavedModel.
+_FORMAT_VERSION = 2
+_READ_VERSIONS = (1, 2)
 _CONFIG_FILE = "model.json"
-_WEIGHTS_FILE = "weights.npz"
-# Everything save_model writes into a model directory: a saved model holding
-# anything else is not replaced (those files would be lost).
-_MODEL_FILES = (_CONFIG_FILE, _WEIGHTS_FILE)
+_WEIGHTS_FILE = "weights.npz"  # Format 1.
+# Everything save_model writes into a model directory (either format): a
+# saved model holding anything else is not replaced (those files would be
+# lost).
+_MODEL_FILES = (_CONFIG_FILE, _WEIGHTS_FILE) + _saved.FILES
 
 
 def registered_models():
@@ -211,16 +215,31 @@ def check_save_path(path, overwrite: bool = False) -> bool:
 
 
 def save_model(model, path, overwrite: bool = False) -> str:
-  """Saves a model as a directory: model.json (registry name, config,
-  fingerprint) + weights.npz (`model.get_weights()`, in order, with the
-  variable names; optimizer state is not included: bin/train's checkpoints
-  hold it).
+  """Saves a model as a SavedModel directory that tfc_perception and plain
+  TensorFlow both read.
 
-  The directory is written next to `path` and renamed into place, so an
-  interrupted save never leaves a half-written model. What is at `path` is
-  never deleted unless it is a model written by save_model and `overwrite`
-  is True (see `check_save_path`); the old model is then swapped out by two
-  renames and removed only after the new one is in place.
+  The directory holds:
+    - model.json: format ("tfc_perception.model", version 2), registry name,
+      class, Keras config (`get_config()`), fingerprint, rate unit, library
+      versions: what `load_model` needs to rebuild the model;
+    - saved_model.pb + variables/: a SavedModel whose root object has
+      `weights` (`model.weights`, in order: the trainable weights, the
+      symbol pmf and the range coding tables) and the traced `compress` /
+      `decompress` functions, also as signatures. So
+      `m = tf.saved_model.load(path)` in a process that imports
+      tensorflow_compression (for the range coder ops) but not tfc_perception
+      codes images: `strings, x_shape, y_shape = m.compress(uint8_images)`,
+      `m.decompress(strings, x_shape, y_shape)`.
+  Optimizer state is not included (bin/train's checkpoints hold it).
+
+  The model is finalized first (`model.finalize()`: range coding tables
+  built from the current weights), so the saved tables are those of the
+  saved weights. The directory is written next to `path` and renamed into place,
+  so an interrupted save never leaves a half-written model. What is at
+  `path` is never deleted unless it is a model written by save_model (either
+  format) and `overwrite` is True (see `check_save_path`); the old model is
+  then swapped out by two renames and removed only after the new one is in
+  place.
 
   Args:
     model: a codec built by `build_model` (or a registered codec class);
@@ -239,16 +258,22 @@ def save_model(model, path, overwrite: bool = False) -> str:
   name = _registry_name(model)
   path = os.path.abspath(os.fspath(path))
   check_save_path(path, overwrite)
+  model.finalize()
   # Checked again just before the swap (the folder may have changed).
   with _io.atomic_directory(
       path, lambda: check_save_path(path, overwrite)) as tmp:
-    _save_weights(model, os.path.join(tmp, _WEIGHTS_FILE))
+    signatures = {"compress": model.traced_compress.get_concrete_function(),
+                  "decompress": model.traced_decompress.get_concrete_function()}
+    _saved.write(tmp, model.weights,
+                 {"compress": model.traced_compress,
+                  "decompress": model.traced_decompress}, signatures)
     fingerprint = model.fingerprint()
     _io.write_json(os.path.join(tmp, _CONFIG_FILE), {
         "format": _FORMAT, "format_version": _FORMAT_VERSION,
         "model": name, "class": type(model).__name__,
         "config": model.get_config(), "fingerprint": fingerprint,
-        "rate_unit": model.rate_unit,
+        "rate_unit": model.rate_unit, "num_weights": len(model.weights),
+        "signatures": sorted(signatures),
         "versions": _io.library_versions()})
   return fingerprint
 
@@ -273,19 +298,21 @@ def read_model_info(path) -> dict:
     raise ValueError(f"{config_path} is not valid JSON: {e}") from None
   if not isinstance(info, dict) or info.get("format") != _FORMAT:
     raise ValueError(f"{config_path} is not a tfc_perception model file.")
-  if info.get("format_version") != _FORMAT_VERSION:
+  if info.get("format_version") not in _READ_VERSIONS:
     raise ValueError(f"{config_path} has format version "
                      f"{info.get('format_version')}; this library reads "
-                     f"version {_FORMAT_VERSION}.")
+                     f"versions {', '.join(map(str, _READ_VERSIONS))}.")
   return info
 
 
 def load_model(path, density_fn=None, **overrides: Any):
   """Loads a model saved by `save_model`, ready to compress/decompress.
 
-  The range coding tables are derived from the loaded weights on first use
-  (deterministically), so no extra step is needed and the bit-streams are
-  identical to those of the saved model.
+  Reads both formats: the SavedModel directories of `save_model` (format 2:
+  the weights and the saved range coding tables are restored, and the tables
+  are checked against the restored prior) and the model.json + weights.npz
+  directories of release 1 (format 1: the weights are loaded and
+  `finalize()` builds the tables; the bit-streams are those of release 1).
 
   Args:
     path: directory written by `save_model`.
@@ -315,42 +342,19 @@ def load_model(path, density_fn=None, **overrides: Any):
   elif density_fn is not None:
     config["density_fn"] = density_fn
   model = cls(**config)
-  _load_weights(model, os.path.join(os.fspath(path), _WEIGHTS_FILE))
+  if info["format_version"] == 1:
+    state = model.coding_state_variables()
+    _saved.read_npz(
+        [v for v in model.weights if not any(v is s for s in state)],
+        os.path.join(os.fspath(path), _WEIGHTS_FILE))
+    model.finalize()
+  else:
+    _saved.restore(model.weights, path, info.get("num_weights"))
+    if not model.is_finalized():
+      raise ValueError(f"{path}: the saved range coding tables do not belong "
+                       "to the saved prior (the directory is corrupted or was "
+                       "edited).")
   if not overrides and model.fingerprint() != info.get("fingerprint"):
     raise ValueError(f"{path}: the loaded weights do not match the recorded "
                      "fingerprint (the directory is corrupted or was edited).")
   return model
-
-
-def _save_weights(model, path):
-  import io  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  weights = model.weights
-  arrays = {f"w{i:04d}": v.numpy() for i, v in enumerate(weights)}
-  arrays["names"] = np.array([v.name for v in weights])
-  buf = io.BytesIO()
-  np.savez(buf, **arrays)
-  _io.write_bytes(path, buf.getvalue())
-
-
-def _load_weights(model, path):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} is missing: the model directory is "
-                            "incomplete.")
-  try:
-    with np.load(path, allow_pickle=False) as data:
-      count = sum(1 for k in data.files if k.startswith("w"))
-      arrays = [data[f"w{i:04d}"] for i in range(count)]
-  except (OSError, ValueError, KeyError) as e:
-    raise ValueError(f"{path} is not a readable weights file: {e}") from None
-  weights = model.weights
-  if len(arrays) != len(weights):
-    raise ValueError(f"{path} holds {len(arrays)} arrays but the model built "
-                     f"from its config has {len(weights)} weights; the "
-                     "directory does not match this library version/config.")
-  for v, a in zip(weights, arrays):
-    if tuple(v.shape) != a.shape:
-      raise ValueError(f"{path}: weight {v.name} has shape {tuple(v.shape)} "
-                       f"in the model but {a.shape} in the file.")
-  model.set_weights(arrays)

@@ -11,18 +11,16 @@ registry, apart from `tfc_perception.models.build_model`:
               (Fig. 9).
 
     model = build("pixelcnn", image_shape=(32, 32, 3), num_filters=32)
-    save(model, "runs/pixelcnn")        # model.json + weights.npz, atomically
+    save(model, "runs/pixelcnn")        # model.json + SavedModel, atomically
     model = load("runs/pixelcnn")
 """
 
 import importlib
-import io
 import os
 from typing import Any, List
 
-import numpy as np
-
 from tfc_perception import _io
+from tfc_perception.models import _saved
 
 __all__ = ["names", "model_class", "build", "save", "load"]
 
@@ -32,7 +30,10 @@ _REGISTRY = {
 }
 
 _FORMAT = "tfc_perception.density_model"
-_FORMAT_VERSION = 1
+# 1: model.json + weights.npz; 2: model.json + a SavedModel of the weights
+# (the codecs' storage, `_saved`). Both are read.
+_FORMAT_VERSION = 2
+_READ_VERSIONS = (1, 2)
 _CONFIG_FILE = "model.json"
 _WEIGHTS_FILE = "weights.npz"
 
@@ -90,8 +91,11 @@ def _is_ours(path: str) -> bool:
 
 
 def save(model, path) -> str:
-  """Saves a density model as a directory: model.json (registry name,
-  config) + weights.npz (`model.weights` in order, with their names).
+  """Saves a density model as a directory in the codecs' model format
+  (`tfc_perception.models._saved`): model.json (format
+  "tfc_perception.density_model" version 2, registry name, config, number of
+  weights) + a SavedModel of `model.weights` (no functions). Version-1
+  directories (model.json + weights.npz) are still read by `load`.
 
   The directory is written next to `path` and renamed into place, so an
   interrupted save leaves no half-written model. An existing density model
@@ -111,15 +115,11 @@ def save(model, path) -> str:
                      "tfc_perception; refusing to replace it. Choose another "
                      "path or remove it yourself.")
   with _io.atomic_directory(path, lambda: os.path.exists(path)) as tmp:
-    weights = model.weights
-    arrays = {f"w{i:04d}": v.numpy() for i, v in enumerate(weights)}
-    arrays["names"] = np.array([v.name for v in weights])
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _io.write_bytes(os.path.join(tmp, _WEIGHTS_FILE), buf.getvalue())
+    _saved.write(tmp, model.weights)
     _io.write_json(os.path.join(tmp, _CONFIG_FILE), {
         "format": _FORMAT, "format_version": _FORMAT_VERSION, "model": name,
         "class": type(model).__name__, "config": model.get_config(),
+        "num_weights": len(model.weights),
         "versions": _io.library_versions()})
   return path
 
@@ -145,10 +145,10 @@ def load(path, **overrides: Any):
   if not isinstance(info, dict) or info.get("format") != _FORMAT:
     raise ValueError(f"{config_path} is not a tfc_perception density model "
                      "(codecs are loaded with models.load_model).")
-  if info.get("format_version") != _FORMAT_VERSION:
+  if info.get("format_version") not in _READ_VERSIONS:
     raise ValueError(f"{config_path} has format version "
                      f"{info.get('format_version')}; this library reads "
-                     f"version {_FORMAT_VERSION}.")
+                     f"versions {', '.join(map(str, _READ_VERSIONS))}.")
   config = dict(info["config"])
   config.update(overrides)
   # The weights come from the file: building with the seed would only reseed
@@ -158,19 +158,8 @@ def load(path, **overrides: Any):
   model = model_class(info["model"])(**config)
   if hasattr(model, "seed"):
     model.seed = seed
-  weights_path = os.path.join(path, _WEIGHTS_FILE)
-  try:
-    with np.load(weights_path, allow_pickle=False) as data:
-      count = sum(1 for k in data.files if k.startswith("w"))
-      arrays = [data[f"w{i:04d}"] for i in range(count)]
-  except (OSError, ValueError, KeyError) as e:
-    raise ValueError(f"{weights_path} is not a readable weights file: "
-                     f"{e}") from None
-  weights = model.weights
-  if len(arrays) != len(weights) or any(
-      tuple(v.shape) != a.shape for v, a in zip(weights, arrays)):
-    raise ValueError(f"{weights_path} does not match the model built from "
-                     f"its config ({len(arrays)} arrays for {len(weights)} "
-                     "weights, or different shapes).")
-  model.set_weights(arrays)
+  if info["format_version"] == 1:
+    _saved.read_npz(model.weights, os.path.join(path, _WEIGHTS_FILE))
+  else:
+    _saved.restore(model.weights, path, info.get("num_weights"))
   return model
