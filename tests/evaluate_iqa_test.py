@@ -279,8 +279,7 @@ def test_pretrained_tfci_graph_gives_the_same_induced_distances(loaded,
   from tfc_perception import induced, pretrained  # pylint: disable=g-import-not-at-top
   from tfc_perception.pretrained import export  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / "tiny.metagraph")
-  export.export_metagraph(loaded, path,
-                          entropy_model=loaded._coding_entropy_model())  # pylint: disable=protected-access
+  export.export_metagraph(loaded, path)
   graph_model = pretrained.load(path)
   rng = np.random.default_rng(0)
   x1 = rng.integers(0, 256, (2, 64, 80, 3), dtype=np.uint8)

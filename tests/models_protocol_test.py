@@ -28,8 +28,10 @@ def test_every_registered_codec_satisfies_the_protocol(name, tmp_path):
   model = models.build_model(name, seed=0, **_SMALL[name])
   assert isinstance(model, models.Codec)
   x = _input(model)
-  # The protocol's behaviour: decompress(compress(x)) == reconstruct(x) ==
+  # The protocol's behaviour: finalize() builds the coding tables, then
+  # decompress(compress(x)) == reconstruct(x) ==
   # synthesis(quantize(analysis(x))) (cropped), and call gives the bits.
+  assert model.finalize() is model and model.is_finalized()
   compressed = model.compress(x)
   np.testing.assert_array_equal(model.decompress(*compressed),
                                 model.reconstruct(x))
@@ -45,11 +47,10 @@ def test_every_registered_codec_satisfies_the_protocol(name, tmp_path):
 
 def test_pretrained_tfci_models_satisfy_the_protocol(tmp_path):
   model = models.build_model("factorized", seed=0, **_SMALL["factorized"])
-  path = export.export_metagraph(
-      model, str(tmp_path / "tiny.metagraph"),
-      entropy_model=model._coding_entropy_model())  # pylint: disable=protected-access
+  path = export.export_metagraph(model, str(tmp_path / "tiny.metagraph"))
   loaded = pretrained.load(path)
   assert isinstance(loaded, models.Codec)
+  assert loaded.finalize() is loaded  # Its tables are graph constants.
   x = _input(model)
   np.testing.assert_array_equal(loaded.decompress(*loaded.compress(x)),
                                 model.reconstruct(x))

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
+import tfci_tool
 from conftest import SHARED_DATA
 from pretrained_download_test import LocalServer
 from tfc_perception import pretrained
@@ -183,17 +184,22 @@ def test_interface_pieces_agree_with_the_codec(exported):
   assert loaded.rate_unit == "bpp"
 
 
-def test_export_from_analysis_synthesis_and_entropy_model(exported, tmp_path):
-  """The entropy_model= export path (for models whose compress/decompress
-  run eagerly only) gives the same codec."""
-  model, _, loaded, _, _ = exported
-  path = export.export_metagraph(model, str(tmp_path / "e.metagraph"),
-                                 entropy_model=model.em)
+def test_export_traces_the_model_and_refuses_eager_only_code(tmp_path):
+  """export_metagraph traces compress/decompress (a project codec's traced
+  functions, after finalize()); code that runs eagerly only is refused."""
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  model = models.build_model("factorized", num_filters=4, latent_channels=4,
+                             seed=0)
+  path = export.export_metagraph(model, str(tmp_path / "fp.metagraph"))
+  assert model.is_finalized()
   other = pretrained.load(path)
   x = crop_image()
-  assert other.compress(x)[0].numpy()[0] == loaded.compress(x)[0].numpy()[0]
+  assert other.compress(x)[0].numpy()[0] == model.compress(x)[0].numpy()[0]
   np.testing.assert_array_equal(other.reconstruct(x).numpy(),
-                                loaded.reconstruct(x).numpy())
+                                model.reconstruct(x).numpy())
+  assert other.tensors is not None  # Discovery works on our graphs too.
+  np.testing.assert_allclose(other.analysis(x).numpy(),
+                             model.analysis(x).numpy(), atol=1e-5)
 
   class EagerOnly:
     def compress(self, x):
@@ -202,58 +208,68 @@ def test_export_from_analysis_synthesis_and_entropy_model(exported, tmp_path):
     def decompress(self, strings):
       return strings
 
-  with pytest.raises(ValueError, match="entropy_model="):
+  with pytest.raises(ValueError, match="could not be traced"):
     export.export_metagraph(EagerOnly(), str(tmp_path / "f.metagraph"))
 
 
-def _tfci_tool_signature(path, signature):
-  """tfc's models/tfci.py `instantiate_model_signature`, reproduced: the
-  reference reader/writer for the interop checks."""
-  metagraph = tf.compat.v1.MetaGraphDef()
-  with open(path, "rb") as f:
-    metagraph.ParseFromString(f.read())
-  wrapped = tf.compat.v1.wrap_function(
-      lambda: tf.compat.v1.train.import_meta_graph(metagraph), [])
-  graph = wrapped.graph
-  sig = metagraph.signature_def[signature]
-  inputs = [graph.as_graph_element(sig.inputs[k].name)
-            for k in sorted(sig.inputs)]
-  outputs = [graph.as_graph_element(sig.outputs[k].name)
-             for k in sorted(sig.outputs)]
-  return wrapped.prune(inputs, outputs)
-
-
 def test_tfci_files_interoperate_with_the_tfci_tool(exported, tmp_path):
-  _, _, loaded, _, _ = exported
+  _, _, loaded, cache, _ = exported
   x = crop_image()
-  path = loaded.path
-  # tfci.py compress: sender(read_png(...)) -> PackedTensors with the name.
-  sender = _tfci_tool_signature(path, "sender")
-  packed = tfc.PackedTensors()
-  packed.model = NAME
-  packed.pack(sender(tf.constant(x[0])))
-  with open(tmp_path / "tool.tfci", "wb") as f:
-    f.write(packed.string)
-  ours = loaded.decompress_file(tmp_path / "tool.tfci").numpy()
+  metagraphs = os.path.dirname(loaded.path)  # tfci.py's metagraph cache
+  png = tmp_path / "in.png"
+  png.write_bytes(tf.io.encode_png(x[0]).numpy())
+  # tfci.py compress -> ours.
+  tool = tfci_tool.compress(metagraphs, NAME, str(png),
+                            str(tmp_path / "tool.tfci"))
+  ours = loaded.decompress_file(tool).numpy()
   np.testing.assert_array_equal(ours, loaded.reconstruct(x).numpy())
   # ... also by the model name recorded in the file (cached: no network).
   np.testing.assert_array_equal(pretrained.decompress_tfci(
-      tmp_path / "tool.tfci", exported[3], offline=True).numpy(), ours)
-  # tfci.py decompress of our file: unpack with the receiver's input dtypes.
+      tool, cache, offline=True).numpy(), ours)
+  # Ours -> tfci.py decompress.
   loaded.compress_to_file(x, tmp_path / "ours.tfci")
-  with open(tmp_path / "ours.tfci", "rb") as f:
-    packed = tfc.PackedTensors(f.read())
-  assert packed.model == NAME
-  receiver = _tfci_tool_signature(path, "receiver")
-  image, = receiver(*packed.unpack([t.dtype for t in receiver.inputs]))
-  assert image.shape == (H, W, 3)  # rank 3, ready for encode_png
-  np.testing.assert_array_equal(image.numpy()[None], ours)
+  assert tfc.PackedTensors((tmp_path / "ours.tfci").read_bytes()).model == NAME
+  out = tfci_tool.decompress(metagraphs, str(tmp_path / "ours.tfci"))
+  image = tf.io.decode_png(tf.io.read_file(out)).numpy()
+  assert image.shape == (H, W, 3)
+  np.testing.assert_array_equal(image[None], ours)
   # A file of another model is refused with a clear message.
+  packed = tfc.PackedTensors()
   packed.model = "bmshj2018-factorized-mse-2"
-  with open(tmp_path / "other.tfci", "wb") as f:
-    f.write(packed.string)
+  packed.pack(loaded.compress(x))
+  (tmp_path / "other.tfci").write_bytes(packed.string)
   with pytest.raises(ValueError, match="made by model"):
     loaded.decompress_file(tmp_path / "other.tfci")
+
+
+def test_decompress_tfci_resolves_names_through_registry_and_cache_only(
+    exported, tmp_path):
+  """The model name in a .tfci file is untrusted: it is never used as a path
+  (a metagraph is code), only looked up in the registry and the cache."""
+  _, data, loaded, cache, _ = exported
+  x = crop_image()
+  tensors = loaded.compress(x)
+  outside = tmp_path / "evil.metagraph"
+  outside.write_bytes(data)  # A loadable graph outside the cache.
+  for name, match in [(str(outside), "not a plain model name"),
+                      (str(tmp_path / "evil"), "not a plain model name"),
+                      ("../evil", "not a plain model name"),
+                      ("evil", "neither in the registry nor in the cache")]:
+    packed = tfc.PackedTensors()
+    packed.model = name
+    packed.pack(tensors)
+    (tmp_path / "f.tfci").write_bytes(packed.string)
+    with pytest.raises(ValueError, match=match):
+      pretrained.decompress_tfci(tmp_path / "f.tfci", cache, offline=True)
+  # A plain name that is in the cache (copied there by the user) works.
+  (cache / "models" / "evil.metagraph").write_bytes(data)
+  np.testing.assert_array_equal(
+      pretrained.decompress_tfci(tmp_path / "f.tfci", cache,
+                                 offline=True).numpy(),
+      loaded.reconstruct(x).numpy())
+  with pytest.raises(ValueError, match="max_pixels=100"):
+    pretrained.decompress_tfci(tmp_path / "f.tfci", cache, offline=True,
+                               max_pixels=100)
 
 
 def clip_round(x_hat):

@@ -58,7 +58,7 @@ def test_every_tour_command_runs(tmp_path):
   assert "nlpd_laparra2016" in out.stdout
   assert "Unable to register" not in out.stderr  # quiet TF by default
   tour = work / "tour"
-  assert (tour / "model").is_dir() and (tour / "kodim23.tfcp").is_file()
+  assert (tour / "model").is_dir() and (tour / "kodim23.tfci").is_file()
   pairs = pd.read_csv(tour / "iqa" / "pairs.csv")
   assert list(pairs["name"]) == ["i01_01_5.bmp"]
   # The sample pair's NLPD as in docs (laparra2016 0.320926, issue 2).

@@ -138,26 +138,30 @@ TOOLS = {t.name: t for t in (
              "{prog} rd --data data/kodak --models models/fp3 "
              "--output results/rd",
          )),
-    Tool("codec", "Compress an image with a model into a file that records "
-         "which model made it, and decompress it.", (
+    Tool("codec", "Compress an image with a model into a .tfci file "
+         "(tfc's format, with the model's fingerprint and a checksum), and "
+         "decompress it (also tfci.py's files and release-1 TFCP files).", (
              Command(
                  "compress", _CLI + "codec",
-                 "image (PNG, JPEG, ...) -> compressed file",
-                 "{prog} MODEL INPUT OUTPUT [--overwrite]", (
-                     "{prog} models/fp3 photo.png photo.tfcp",
+                 "image (PNG, JPEG, ...) -> .tfci file",
+                 "{prog} MODEL INPUT [OUTPUT, default INPUT.tfci] "
+                 "[--overwrite]", (
+                     "{prog} models/fp3 photo.png   # writes photo.png.tfci",
                      "{prog} bmshj2018-factorized-mse-3 photo.png photo.tfci",
                  )),
              Command(
                  "decompress", _CLI + "codec",
-                 "compressed file -> PNG",
-                 "{prog} MODEL INPUT OUTPUT [--overwrite]", (
-                     "{prog} models/fp3 photo.tfcp photo_decoded.png",
+                 ".tfci (or release-1 TFCP) file -> PNG",
+                 "{prog} MODEL INPUT [OUTPUT, default INPUT.png] "
+                 "[--max_pixels N] [--overwrite]", (
+                     "{prog} models/fp3 photo.png.tfci photo_decoded.png",
+                     "{prog} models/fp3 old_release1_file.tfcp old.png",
                      "{prog} bmshj2018-factorized-mse-3 photo.tfci "
-                     "photo_decoded.png",
+                     "photo_decoded.png --max_pixels 50000000",
                  )),
          ), (
-             "{prog} compress models/fp3 photo.png photo.tfcp",
-             "{prog} decompress models/fp3 photo.tfcp photo_decoded.png",
+             "{prog} compress models/fp3 photo.png",
+             "{prog} decompress models/fp3 photo.png.tfci photo_decoded.png",
          )),
     Tool("download", "Fetch pretrained models and datasets into the verified "
          "cache.", (

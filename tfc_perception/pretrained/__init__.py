@@ -225,22 +225,53 @@ def list_tensors(name_or_path, cache_dir: Optional[str] = None,
 
 def decompress_tfci(path, cache_dir: Optional[str] = None,
                     url_prefix: Optional[str] = None, offline: bool = False,
-                    **load_kwargs):
+                    max_pixels: Optional[int] = None, *,
+                    registry: Optional[Registry] = None, **download_kwargs):
   """Decodes a .tfci file (e.g. made by tfc's `tfci.py compress`) with the
-  model named in it (feature "MD"), loaded by `load`.
+  model named in it (feature "MD").
+
+  The name is an untrusted input: it is resolved only through the registry
+  (downloaded into the cache if needed, like `load`) and the cache
+  (`<cache>/models/<name>.metagraph`), never as a path, because a metagraph
+  is code (its graph can read and write files): a file could otherwise name
+  any graph on this machine.
 
   Args:
     path: the .tfci file.
-    cache_dir, url_prefix, offline, **load_kwargs: see `load`.
+    cache_dir, url_prefix, offline, registry, **download_kwargs: see `load`.
+    max_pixels: largest H * W the file may claim (checked before decoding);
+      None: `tfc_perception.codec.MAX_PIXELS` (2^28).
 
   Returns:
     uint8 image [1, H, W, 3].
 
   Raises:
-    ValueError: not a .tfci file, or it names a model `load` does not know.
+    ValueError: not a .tfci file, a name that is not a plain model name, or
+      one that is neither in the registry nor in the cache; see also
+      `TfciModel.decompress_file`.
     FileNotFoundError, OfflineError, DownloadError: see `load`.
   """
+  from tfc_perception import codec  # pylint: disable=g-import-not-at-top
   from tfc_perception.pretrained import tfci  # pylint: disable=g-import-not-at-top
   name, _ = tfci.read_tfci(path)
-  model = load(name, cache_dir, url_prefix, offline, **load_kwargs)
-  return model.decompress_file(path)
+  reg = registry or default_registry()
+  if name in reg and reg.get(name).kind == "model":
+    model = load(name, cache_dir, url_prefix, offline, registry=reg,
+                 **download_kwargs)
+  else:
+    if not codec.is_plain_name(name):
+      raise ValueError(
+          f"{path} names model {name!r}, which is not a plain model name; "
+          "decompress_tfci resolves names through the registry and the cache "
+          "only, never as paths.")
+    cached = os.path.join(resolve_cache_dir(cache_dir), "models",
+                          name + ".metagraph")
+    if not os.path.isfile(cached):
+      raise ValueError(
+          f"{path} names model {name!r}, which is neither in the registry nor "
+          f"in the cache ({cached} is missing). Copy that model's .metagraph "
+          "there if you trust it (a metagraph is code), or decode with "
+          "TfciModel(path).decompress_file / bin/codec decompress MODEL.")
+    model = tfci.TfciModel(cached, name=name)
+  return model.decompress_file(
+      path, codec.MAX_PIXELS if max_pixels is None else max_pixels)

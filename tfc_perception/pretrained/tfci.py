@@ -36,6 +36,7 @@ from tfc_perception.pretrained import checks
 from tfc_perception.pretrained import downloader
 from tfc_perception.pretrained import tensors as tensors_lib
 from tfc_perception.pretrained.tensors import Graph
+from tfc_perception import _validation
 
 __all__ = [
     "read_metagraph", "signature_tensors", "SignatureTensors",
@@ -939,11 +940,22 @@ class TfciModel:
             "discovery_errors": {r: d.errors[r] for r in d.missing()},
             "self_check_ok": None if self.check is None else self.check["ok"]}
 
+  def finalize(self):
+    """Nothing to do: a metagraph's range coding tables are constants of its
+    graph (the Codec interface's finalize step). Returns the model."""
+    return self
+
+  def compressed_dtypes(self):
+    """dtypes of the receiver's inputs (the tensors of a .tfci file)."""
+    return [self._t(n).dtype for n in self.signatures.receiver_inputs]
+
   # -- .tfci files ---------------------------------------------------------
 
   def compress_to_file(self, x, path) -> int:
     """Compresses ONE image (uint8 [1, H, W, 3] or [H, W, 3]) to a .tfci file
-    readable by tfc's `tfci.py decompress`. Returns the file size in bytes."""
+    readable by tfc's `tfci.py decompress` (`tfc_perception.codec.encode`).
+    Returns the file size in bytes."""
+    from tfc_perception import codec  # pylint: disable=g-import-not-at-top
     x = tf.convert_to_tensor(x)
     if x.shape.rank == 3:
       x = x[None]
@@ -951,49 +963,48 @@ class TfciModel:
     if x.shape[0] != 1:
       raise ValueError(f"a .tfci file holds one image; got a batch of "
                        f"{x.shape[0]}.")
-    return write_tfci(path, self.model_name, self.compress(x))
+    data = codec.encode(self, x.numpy())
+    _io.write_bytes(path, data)
+    return len(data)
 
-  def decompress_file(self, path):
-    """Decodes a .tfci file made for this model -> uint8 [1, H, W, 3].
+  def decompress_file(self, path, max_pixels: int = _validation.MAX_PIXELS):
+    """Decodes a .tfci file made for this model -> uint8 [1, H, W, 3]
+    (`tfc_perception.codec.decode`: the name in "MD" must be this model's,
+    and the image sizes the file claims at most `max_pixels`).
 
     Raises:
-      ValueError: the file names another model (feature "MD").
+      FileNotFoundError: no such file.
+      ValueError: the file names another model, is corrupted, or claims a
+        larger image than max_pixels.
     """
-    specs = [self._t(n) for n in self.signatures.receiver_inputs]
-    model, tensors = read_tfci(path, [s.dtype for s in specs])
-    if model != self.model_name:
-      raise ValueError(f"{path} was made by model {model!r}; this is "
-                       f"{self.model_name!r}. Load that model instead.")
-    return self.decompress(*tensors)
+    from tfc_perception import codec  # pylint: disable=g-import-not-at-top
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"no .tfci file at {path}")
+    with open(path, "rb") as f:
+      data = f.read()
+    return tf.constant(codec.decode(self, data, max_pixels)[None])
 
 
 def write_tfci(path, model_name: str, tensors: Sequence) -> int:
-  """Writes a .tfci file (tfc.PackedTensors: "MD" = model name, then the
-  rank-1 tensors in order), atomically.
+  """Writes a .tfci file (`tfc_perception.codec.pack`: tfc.PackedTensors
+  with "MD" = model name and the rank-1 tensors in order, plus a checksum
+  tfci.py ignores), atomically.
 
   Returns:
     The number of bytes written.
 
   Raises:
-    ValueError: a tensor is not rank 1 or has an unsupported dtype.
+    ValueError: a bad model name, or a tensor that is not rank 1.
   """
-  if not isinstance(model_name, str) or not model_name:
-    raise ValueError(f"model_name must be a non-empty string: {model_name!r}")
-  tensors = [tf.convert_to_tensor(t) for t in tensors]
-  for i, t in enumerate(tensors):
-    if t.shape.rank != 1:
-      raise ValueError(f".tfci tensors must be rank 1; tensor {i} has shape "
-                       f"{t.shape} (one image per file).")
-  packed = tfc.PackedTensors()
-  packed.model = model_name
-  packed.pack(tensors)
-  data = packed.string
+  from tfc_perception import codec  # pylint: disable=g-import-not-at-top
+  data = codec.pack(model_name, tensors)
   _io.write_bytes(path, data)
   return len(data)
 
 
 def read_tfci(path, dtypes: Optional[Sequence] = None):
-  """Reads a .tfci file.
+  """Reads a .tfci file (`tfc_perception.codec.unpack`).
 
   Args:
     path: the file.
@@ -1006,16 +1017,15 @@ def read_tfci(path, dtypes: Optional[Sequence] = None):
   Raises:
     FileNotFoundError, ValueError: missing or malformed file.
   """
+  from tfc_perception import codec  # pylint: disable=g-import-not-at-top
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"no .tfci file at {path}")
   with open(path, "rb") as f:
     data = f.read()
-  try:
-    packed = tfc.PackedTensors(data)
-    model = packed.model
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"{path} is not a .tfci file (tf.train.Example with a "
-                     f"model name feature 'MD'): {type(e).__name__}: {e}") from e
-  tensors = packed.unpack(list(dtypes)) if dtypes is not None else []
-  return model, tensors
+  if dtypes is None:
+    return codec.read_model_name(data), []
+  f = codec.unpack(data, list(dtypes))
+  tensors = [tf.constant(t, tf.as_dtype(d)) if len(t) else
+             tf.zeros([0], tf.as_dtype(d)) for t, d in zip(f.tensors, dtypes)]
+  return f.model, tensors
