@@ -121,7 +121,7 @@ def test_unknown_and_missing_subcommands():
   out = _bin("codec", "compress", "m")
   assert out.returncode == 2
   assert _errors(out.stderr) == [
-      "error: expected 3 arguments MODEL INPUT OUTPUT, got 1 (see bin/codec "
+      "error: expected 2 or 3 arguments MODEL INPUT [OUTPUT], got 1 (see bin/codec "
       "compress --help)"]
 
 
@@ -260,7 +260,7 @@ def test_python_dash_m_runs_the_tools():
                        env=_env(), timeout=120)
   assert out.returncode == 2
   assert _errors(out.stderr) == [
-      "error: expected 3 arguments MODEL INPUT OUTPUT, got 1 (see python -m "
+      "error: expected 2 or 3 arguments MODEL INPUT [OUTPUT], got 1 (see python -m "
       "tfc_perception.cli.codec compress --help)"]
 
 

@@ -78,7 +78,7 @@ def test_the_rate_is_the_size_of_the_range_coded_file():
   model = _model(0.02, size=8)
   x = _images(2, 64, seed=4)
   rate, _, _ = _independent_rd(model, x)
-  strings = model.compress(x)[0].numpy()
+  strings = model.finalize().compress(x)[0].numpy()
   actual = np.array([8.0 * len(s) / (64 * 64) for s in strings])
   np.testing.assert_allclose(actual, rate, rtol=0.05, atol=8 * 8 / (64 * 64))
 
