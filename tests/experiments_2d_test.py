@@ -7,8 +7,10 @@ equivalent): 7 small models of ~600 steps; the per-figure tests then read the
 files it wrote.
 """
 
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -136,8 +138,8 @@ def test_fig14_ratio_below_one_at_mode_above_in_tails(tiny):
 
 
 def test_model_spec_normalises_weighted_lambda():
-  cfg = dict(runner.get_experiment("fig12").configs["tiny"],
-             inverse_density_floor=0.0)
+  cfg = dataclasses.replace(runner.get_experiment("fig12").configs["tiny"],
+                            inverse_density_floor=0.0)
   plain = student_t.model_spec(cfg, 2.0)
   weighted = student_t.model_spec(cfg, 2.0, "density_mse")
   inverse = student_t.model_spec(cfg, 2.0, "inverse_density_mse")
@@ -168,3 +170,41 @@ def test_cli_list_and_unknown_experiment():
                        capture_output=True, text=True, env=env, timeout=120)
   assert bad.returncode == 1
   assert "unknown experiment" in bad.stderr and "fig2" in bad.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_rerun_resumes_the_interrupted_model(tmp_path):
+  """Issue 13: bin/reproduce interrupted by SIGINT mid-training prints one
+  line; the same command resumes that model from its checkpoint."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+  command = [sys.executable, os.path.join(REPO_ROOT, "bin", "reproduce"),
+             "fig2", "--config", "tiny", "--output", str(tmp_path / "out"),
+             "--set", "lambdas=[0.5, 1]", "--set", "n_pairs=500",
+             "--set", "n_val=500"]
+  proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
+  for line in proc.stdout:  # wait until the first model trains
+    if "training ..." in line:
+      break
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130, err[-3000:]
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert "Traceback" not in err
+  assert lines[-1].startswith("interrupted at step ") and lines[-1].endswith(
+      "; checkpoint saved; rerun the same command to resume"), lines[-3:]
+  step = int(lines[-1].split()[3].rstrip(";"))
+  assert 0 < step < 600  # tiny trains 600 steps: stopped mid-training
+
+  again = subprocess.run(command, capture_output=True, text=True, env=env,
+                         timeout=900)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resuming from" in again.stdout
+  models = pd.read_csv(tmp_path / "out" / "fig2" / "models.csv")
+  assert list(models.source) == ["resumed", "trained"]
+  # The finished model keeps its training curves in the cache entry.
+  key = models.key[0]
+  entry = tmp_path / "out" / "_cache" / "models" / key
+  assert (entry / "train" / "curves.png").is_file()
+  assert not (entry / "train" / "checkpoints").exists()
+  assert not (tmp_path / "out" / "_cache" / "models" / f"{key}.train").exists()

@@ -86,14 +86,14 @@ def test_sensitivity_tiny_end_to_end(tmp_path):
                "results.json", "report.md", "manifest.json", "models.csv"):
     assert (folder / name).stat().st_size > 0, name
   cfg = runner.get_experiment("sensitivity").configs["tiny"]
-  sigmas = [float(s) for s in cfg["sigmas"]]
+  sigmas = [float(s) for s in cfg.sigmas]
   samples = pd.read_csv(folder / "samples.csv")
-  assert len(samples) == cfg["num_eval"] * len(sigmas)
+  assert len(samples) == cfg.num_eval * len(sigmas)
   numeric = samples.drop(columns=["file"])
   assert np.all(np.isfinite(numeric.to_numpy()))
   # Held-out images are not training images of the split.
-  _, held = _images.split_files(sorted(os.listdir(data)), cfg["num_eval"],
-                                cfg["num_train"], cfg["split_seed"])
+  _, held = _images.split_files(sorted(os.listdir(data)), cfg.num_eval,
+                                cfg.num_train, cfg.split_seed)
   assert {os.path.basename(f) for f in samples["file"]} == set(held)
   # The actual noise has the requested σ (rounded, clipped 8-bit images).
   for s in sigmas:
@@ -160,11 +160,11 @@ def test_contrast_tiny_end_to_end(tmp_path, kodak_like):
   assert results["models"] == "trained here"
   cfg = runner.get_experiment("contrast").configs["tiny"]
   rows = pd.read_csv(folder / "contrast.csv")
-  assert len(rows) == 2 * len(cfg["alphas"]) * len(cfg["test_images"])
+  assert len(rows) == 2 * len(cfg.alphas) * len(cfg.test_images)
   assert np.all(np.isfinite(rows[["bpp", "mse", "psnr", "msssim"]]))
   assert (rows.bpp > 0).all()
   ratio = pd.read_csv(folder / "ratio.csv")
-  assert list(ratio.alpha) == cfg["alphas"]
+  assert list(ratio.alpha) == list(cfg.alphas)
   np.testing.assert_allclose(ratio.ratio_P1_P0,
                              ratio.P1_mse_per_bpp / ratio.P0_mse_per_bpp)
   assert np.all(np.isfinite(ratio.ratio_P1_P0)) and (ratio.ratio_P1_P0 > 0).all()
@@ -188,12 +188,12 @@ def test_scarce_data_tiny_end_to_end(tmp_path, kodak_like):
                               "fig19_uniform_noise.png", "fig_rd.png"))
   cfg = runner.get_experiment("scarce_data").configs["tiny"]
   rd = pd.read_csv(folder / "rd.csv")
-  assert len(rd) == len(cfg["data"]) * len(cfg["distortions"]) * len(
-      cfg["max_bpp"])
+  assert len(rd) == len(cfg.data) * len(cfg.distortions) * len(
+      cfg.max_bpp)
   assert set(rd.distortion) == {"mse", "msssim", "nlpd"}
   assert np.all(np.isfinite(rd[["bpp", "psnr", "msssim", "nlpd"]]))
   # The rate bound holds for the real bit-strings (+ a flag byte).
-  h = cfg["crop"]
+  h = cfg.crop
   assert (rd.bpp <= rd.max_bpp + 8.0 / h ** 2 + 1e-9).all()
   assert len(results["rd"]) == len(rd)
 
@@ -210,9 +210,9 @@ def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
                               "fig20_nlpd_vs_mse.png"))
   cfg = runner.get_experiment("nlpd_vs_mse").configs["tiny"]
   curves = pd.read_csv(folder / "curves.csv")
-  steps = list(range(0, cfg["train"]["steps"] + 1, cfg["eval_every"]))
+  steps = list(range(0, cfg.train.steps + 1, cfg.eval_every))
   assert sorted(set(curves.step)) == steps
-  assert set(curves.seed) == set(cfg["seeds"])
+  assert set(curves.seed) == set(cfg.seeds)
   # Same seed -> same initial weights: no gain before training.
   assert np.allclose(curves.loc[curves.step == 0, "gain"], 0.0)
   np.testing.assert_allclose(

@@ -83,7 +83,7 @@ def test_iqa_on_the_shared_tid2013_sample_has_one_pair(tmp_path, kodak_like):
   root = shared_path("tid2013-sample")
   runner.run_experiment("iqa", "tiny", str(tmp_path),
                         overrides={"images": kodak_like,
-                                   "distances": "psnr,dr,din,ds"},
+                                   "distances": ["psnr", "dr", "din", "ds"]},
                         verbose=False)
   folder = tmp_path / "iqa"
   res = _results(folder)
@@ -109,6 +109,12 @@ def test_iqa_config_errors(tmp_path, tid_root, kodak_like):
                           overrides={"root": str(tmp_path / "nowhere")},
                           verbose=False)
   with pytest.raises(ValueError, match="induced distance"):
+    runner.run_experiment("iqa", "tiny", str(tmp_path),
+                          overrides={"distances": ["psnr", "msssim"]},
+                          verbose=False)
+  # Overrides are type-checked against the typed config.
+  with pytest.raises(ValueError, match="distances must be a list of "
+                     "strings, got 'psnr,msssim'"):
     runner.run_experiment("iqa", "tiny", str(tmp_path),
                           overrides={"distances": "psnr,msssim"},
                           verbose=False)

@@ -1,12 +1,15 @@
 """Tests of the experiment runner: registration, configs, model cache, outputs."""
 
+import dataclasses
 import json
 import os
+from typing import Tuple
 
 import numpy as np
 import pytest
 
 from tfc_perception import _io
+from tfc_perception import _typed
 from tfc_perception.experiments import runner
 
 
@@ -19,16 +22,28 @@ def _load(path):
   return _io.read_json(os.path.join(path, "m.json"))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Train(_typed.Checked):
+  steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lines(_typed.Checked):
+  slopes: Tuple[int, ...]
+  train: _Train
+
+
 def _make_experiment(name, calls):
   def run(ctx):
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     models = []
-    for a in ctx.config["slopes"]:
-      def train(a=a):
+    for a in ctx.config.slopes:
+      def train(train_dir, a=a):
+        del train_dir
         calls.append(a)
         return {"slope": a}, {"loss": 1.0 / a}
       models.append(ctx.cached_model({"kind": "line", "slope": a,
-                                      "steps": ctx.config["train"]["steps"]},
+                                      "steps": ctx.config.train.steps},
                                      train, save_fn=_save, load_fn=_load,
                                      label=f"line-{a}"))
     x = np.linspace(0, 1, 5)
@@ -46,8 +61,8 @@ def _make_experiment(name, calls):
     return {"max_slope": max(m["slope"] for m in models),
             "n": np.int64(len(models))}
   return runner.register_experiment(
-      name, run, configs={"tiny": {"slopes": [1, 2], "train": {"steps": 3}},
-                          "quick": {"slopes": [1, 2, 3], "train": {"steps": 3}}},
+      name, run, configs={"tiny": _Lines((1, 2), _Train(3)),
+                          "quick": _Lines((1, 2, 3), _Train(3))},
       description="test lines", paper_figures=("Fig. T",),
       groups=("testgroup",))
 
@@ -115,10 +130,26 @@ def test_errors_name_what_is_accepted(tmp_path):
   with pytest.raises(KeyError, match="no such config key"):
     runner.run_experiment("runner_test_errors", "tiny", str(tmp_path),
                           overrides={"train.stepz": 1})
+  # Overrides are type-checked against the typed config.
+  with pytest.raises(ValueError, match=r"train.steps must be an integer, "
+                     "got 1.5"):
+    runner.run_experiment("runner_test_errors", "tiny", str(tmp_path),
+                          overrides={"train.steps": 1.5})
+  with pytest.raises(ValueError, match=r"slopes\[1\] must be an integer"):
+    runner.run_experiment("runner_test_errors", "tiny", str(tmp_path),
+                          overrides={"slopes": [1, "two"]})
+  # A JSON config file is checked the same way, and must be complete.
+  bad = tmp_path / "bad.json"
+  bad.write_text('{"slopes": [1]}')
+  with pytest.raises(ValueError, match=r"missing key\(s\) \['train'\]"):
+    runner.run_experiment("runner_test_errors", str(bad), str(tmp_path))
   with pytest.raises(ValueError, match="letters"):
-    runner.register_experiment("bad name", lambda ctx: {}, {"quick": {}})
+    runner.register_experiment("bad name", lambda ctx: {},
+                               {"quick": _Lines((1,), _Train(1))})
   with pytest.raises(ValueError, match="non-empty"):
     runner.register_experiment("ok_name", lambda ctx: {}, {})
+  with pytest.raises(ValueError, match="one frozen dataclass"):
+    runner.register_experiment("ok_name", lambda ctx: {}, {"quick": {}})
 
 
 def test_builtin_experiments_have_presets():

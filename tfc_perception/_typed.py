@@ -18,7 +18,7 @@ import typing
 from typing import Any, Dict, Mapping
 
 __all__ = ["check_value", "check_fields", "from_dict", "to_dict",
-           "replace_dotted", "describe"]
+           "replace_dotted", "describe", "Checked"]
 
 
 def describe(annotation) -> str:
@@ -151,6 +151,15 @@ def check_fields(obj) -> None:
     object.__setattr__(obj, f.name, value)
 
 
+class Checked:
+  """Base of config dataclasses: fields are checked against their
+  annotations when an instance is made (including by
+  `dataclasses.replace`)."""
+
+  def __post_init__(self):
+    check_fields(self)
+
+
 def from_dict(cls, data: Mapping[str, Any], name: str = ""):
   """An instance of dataclass `cls` from a mapping (nested mappings for
   nested dataclass fields); missing keys take the defaults.
@@ -194,7 +203,7 @@ def to_dict(obj) -> Dict[str, Any]:
   return plain(obj)
 
 
-def replace_dotted(obj, key: str, value):
+def replace_dotted(obj, key: str, value, _prefix: str = ""):
   """A copy of dataclass `obj` with the field at dotted `key` (e.g.
   "train.steps") set to `value`, type-checked against its annotation.
 
@@ -203,27 +212,28 @@ def replace_dotted(obj, key: str, value):
     ValueError: a value of the wrong type.
   """
   head, _, rest = key.partition(".")
+  full = _prefix + key
   if not dataclasses.is_dataclass(obj):
-    raise KeyError(f"override {key!r}: not a config section.")
+    raise KeyError(f"override {full!r}: not a config section.")
   names = [f.name for f in dataclasses.fields(obj)]
   if head not in names:
-    raise KeyError(f"override {key!r}: no such config key {head!r}; known "
+    raise KeyError(f"override {full!r}: no such config key {head!r}; known "
                    f"keys here: {', '.join(names)}.")
   current = getattr(obj, head)
   if rest:
     if dataclasses.is_dataclass(current):
-      new = replace_dotted(current, rest, value)
+      new = replace_dotted(current, rest, value, f"{_prefix}{head}.")
     elif isinstance(current, Mapping):
       sub, _, deeper = rest.partition(".")
       if deeper or sub not in current:
-        raise KeyError(f"override {key!r}: {head!r} has keys "
+        raise KeyError(f"override {full!r}: {head!r} has keys "
                        f"{', '.join(map(str, current))}.")
       new = dict(current)
       new[sub] = check_value(value, type(current[sub]) if current[sub]
-                             is not None else Any, key)
+                             is not None else Any, full)
     else:
-      raise KeyError(f"override {key!r}: {head!r} is not a nested config "
+      raise KeyError(f"override {full!r}: {head!r} is not a nested config "
                      "section.")
   else:
-    new = check_value(value, _hints(type(obj))[head], key)
+    new = check_value(value, _hints(type(obj))[head], full)
   return dataclasses.replace(obj, **{head: new})

@@ -60,8 +60,8 @@ from tfc_perception.train_spec import STRATEGIES
 from tfc_perception.train_spec import TrainSpec
 
 __all__ = ["TrainSpec", "TrainResult", "TrainingInterrupted", "fit", "train",
-           "make_strategy", "configure_logical_cpus", "STRATEGIES",
-           "PRECISION_POLICIES", "UNIFORM_NOISE"]
+           "interruptible", "make_strategy", "configure_logical_cpus",
+           "STRATEGIES", "PRECISION_POLICIES", "UNIFORM_NOISE"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -355,19 +355,30 @@ def _finite(logs) -> List[str]:
           if isinstance(v, (int, float, np.floating)) and not math.isfinite(v)]
 
 
+_ACTIVE_SIGNALS = None
+
+
 class _Signals:
   """SIGINT/SIGTERM set a flag (acted on at the next step boundary) instead
   of raising inside TensorFlow; a second signal gets the default behaviour.
-  Only in the main thread (signal handlers cannot be set elsewhere)."""
+  Only in the main thread (signal handlers cannot be set elsewhere). Nested
+  sections share the outermost one's flag (see `interruptible`)."""
 
   def __init__(self):
     self.signum = None
+    self.handled = False
     self._old = {}
+    self._owner = None
 
   def __enter__(self):
+    global _ACTIVE_SIGNALS
+    if _ACTIVE_SIGNALS is not None:
+      self._owner = _ACTIVE_SIGNALS
+      return _ACTIVE_SIGNALS
     if threading.current_thread() is threading.main_thread():
       for s in (signal.SIGINT, signal.SIGTERM):
         self._old[s] = signal.signal(s, self._handle)
+      _ACTIVE_SIGNALS = self
     return self
 
   def _handle(self, signum, frame):
@@ -380,9 +391,28 @@ class _Signals:
       signal.signal(s, handler)
     self._old = {}
 
-  def __exit__(self, *exc):
+  def __exit__(self, exc_type, exc, tb):
+    global _ACTIVE_SIGNALS
+    if self._owner is not None:
+      return False
     self._restore()
+    if _ACTIVE_SIGNALS is self:
+      _ACTIVE_SIGNALS = None
+    if self.signum is not None and not self.handled and exc_type is None:
+      # The signal came when no training step could act on it (while a
+      # model was built or saved): stop as Python would have.
+      raise KeyboardInterrupt
     return False
+
+
+def interruptible() -> _Signals:
+  """A context in which Ctrl-C / SIGTERM are deferred to the next training
+  step boundary of `fit` (which writes a checkpoint and raises
+  `TrainingInterrupted`); a signal that no training step handled raises
+  KeyboardInterrupt when the context ends. The experiment runner wraps each
+  model's training in it, so Ctrl-C while a model is being set up still
+  stops with a checkpoint."""
+  return _Signals()
 
 
 class _Run(tf.keras.callbacks.Callback):
@@ -713,6 +743,7 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
         files.write_log(log_rows)
         curves = _plot_curves(files.curves, history, log_rows, model)
       if run.interrupted_at is not None:
+        signals.handled = True
         raise TrainingInterrupted(run.interrupted_at, signals.signum,
                                   manager is not None, files.dir)
     final = dict(history[-1]) if history and history[-1]["epoch"] else {}

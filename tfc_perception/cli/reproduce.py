@@ -2,7 +2,9 @@
 
 EXPERIMENT is an experiment name or a group ("all" = the 2-D experiments
 Figs. 2, 11, 12, 13, 4 left/14). --config is a preset (tiny, quick, paper) or
-a JSON file. Results go to OUTPUT/<experiment>/ (CSV/JSON, PNG, report.md,
+a JSON file (every field of the experiment's typed config). Ctrl-C while a
+model trains saves a checkpoint; rerunning the command resumes it. Results
+go to OUTPUT/<experiment>/ (CSV/JSON, PNG, report.md,
 manifest.json); trained models are cached in OUTPUT/_cache/models by config
 hash, so a re-run only trains what changed.
 """
@@ -20,7 +22,9 @@ flags.DEFINE_string("output", "results", "Results root directory.")
 flags.DEFINE_string("cache_dir", None, "Model cache (default "
                     "OUTPUT/_cache/models).")
 flags.DEFINE_multi_string("set", [], "Config override KEY=VALUE (dotted keys, "
-                          "JSON values), e.g. --set train.steps=500.")
+                          "JSON values, checked against the experiment's "
+                          "typed config), e.g. --set train.steps=500 or "
+                          "--set lambdas=[1,2,4].")
 flags.DEFINE_bool("force", False, "Retrain models even if cached.")
 flags.DEFINE_bool("quiet", False, "Print only the final summary.")
 

@@ -7,13 +7,17 @@ environment variable TFC_PERCEPTION_SHARED_DATA if set, else ../shared/data
 next to the repository (the layout of the development machines).
 """
 
+import dataclasses
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfc_perception._typed import Checked
+
 __all__ = ["shared_data_dir", "resolve_data", "split_files", "load_images",
-           "load_test_images"]
+           "load_test_images", "ImageTrain", "codec_spec",
+           "train_compression_model", "codec_metrics", "factorized_family"]
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -130,6 +134,48 @@ MODEL_SPEC_KEYS = ("model", "distortion", "lmbda", "num_filters",
                    "run_eagerly", "quantization")
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageTrain(Checked):
+  """How an experiment trains its image codecs (the `train` section).
+
+  Attributes:
+    num_filters, latent_channels: N and M.
+    patchsize: side of the random training crops (px).
+    batch_size, steps, learning_rate: the trainer's (constant) Adam run.
+    run_eagerly: run the train step eagerly (tiny configs: no tracing).
+    seed: weights, crop order and training noise.
+    num_centers: L of softquant (None: the experiment or model default).
+    data: "files" (random crops of the training images) or
+      "uniform_noise".
+  """
+  num_filters: int
+  latent_channels: int
+  patchsize: int
+  batch_size: int
+  steps: int
+  learning_rate: float
+  run_eagerly: bool
+  seed: int = 0
+  num_centers: Optional[int] = None
+  data: str = "files"
+
+
+def codec_spec(train: ImageTrain, **fields) -> Dict[str, Any]:
+  """The full training spec of one image codec (MODEL_SPEC_KEYS; also its
+  cache key): the train section plus model, distortion, lmbda, ...
+
+  Raises:
+    ValueError: unknown keys.
+  """
+  spec = dict(dataclasses.asdict(train), quantization=None)
+  spec.update(fields)
+  unknown = set(spec) - set(MODEL_SPEC_KEYS)
+  if unknown:
+    raise ValueError(f"unknown model spec key(s) {sorted(unknown)}; accepted: "
+                     f"{', '.join(MODEL_SPEC_KEYS)}.")
+  return spec
+
+
 def kodak_split(spec: str, test_images: Sequence[int]):
   """Kodak-style folder -> (train_files, test_files) by image number.
 
@@ -162,58 +208,74 @@ def kodak_split(spec: str, test_images: Sequence[int]):
   return train, test
 
 
-def train_compression_model(spec, train_files=None, log=print,
-                            callbacks=()):
-  """Builds and trains an image compression model with Eq. 3 (Keras fit).
+def train_compression_model(spec: Dict[str, Any], train_files=None,
+                            log=print, train_dir: Optional[str] = None,
+                            epochs: int = 1, metrics_fn=None,
+                            progress: bool = False):
+  """Builds and trains an image codec with Eq. 3 through the one trainer.
 
   Args:
-    spec: dict with MODEL_SPEC_KEYS: model ("factorized" | "softquant"),
-      distortion, lmbda (None for softquant, whose loss is D only),
-      num_filters, latent_channels, num_centers (softquant), data
-      ("uniform_noise" or "files": random crops of `train_files`), patchsize,
-      batch_size, steps, learning_rate, seed, run_eagerly.
+    spec: a `codec_spec` dict (MODEL_SPEC_KEYS): model ("factorized" |
+      "softquant"), distortion, lmbda (None for softquant, whose loss is D
+      only), num_filters, latent_channels, num_centers (softquant), data
+      ("uniform_noise" or "files": random crops of `train_files`),
+      patchsize, batch_size, steps, learning_rate, seed, run_eagerly,
+      quantization (softquant; None: the default).
     train_files: image files for data == "files".
     log: progress printer.
-    callbacks: extra Keras callbacks (e.g. periodic evaluation).
+    train_dir: the trainer's directory (checkpoints, resume), or None.
+    epochs: the steps are split into this many epochs (metrics_fn runs
+      after each).
+    metrics_fn: model -> {name: value}, recorded before training and after
+      every epoch (`training.fit`).
+    progress: show a progress bar.
 
   Returns:
-    (model, info) with the final training metrics.
+    The `training.TrainResult`.
 
   Raises:
-    ValueError: unknown keys or data.
+    ValueError: unknown keys or data, steps not divisible by epochs.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  from tfc_perception import training  # pylint: disable=g-import-not-at-top
   from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
   unknown = set(spec) - set(MODEL_SPEC_KEYS)
   if unknown:
     raise ValueError(f"unknown model spec key(s) {sorted(unknown)}; accepted: "
                      f"{', '.join(MODEL_SPEC_KEYS)}.")
-  kwargs = {k: spec.get(k) for k in ("distortion", "lmbda", "num_filters",
-                                     "latent_channels", "num_centers",
-                                     "quantization")}
-  model = models.build_model(spec["model"], seed=int(spec["seed"]), **kwargs)
-  ps, bs, seed = int(spec["patchsize"]), int(spec["batch_size"]), int(
-      spec["seed"])
+  kwargs = {k: spec[k] for k in ("distortion", "lmbda", "num_filters",
+                                 "latent_channels", "num_centers",
+                                 "quantization")}
+  ps, bs, seed = spec["patchsize"], spec["batch_size"], spec["seed"]
   if spec["data"] == "uniform_noise":
-    ds = images.uniform_noise_images(ps, bs, seed=seed)
+    data = lambda start: images.uniform_noise_images(ps, bs, seed, start)  # noqa: E731
   elif spec["data"] == "files":
     if not train_files:
       raise ValueError("data 'files' needs a non-empty list of train_files.")
-    ds = images.random_crops(list(train_files), ps, bs, seed=seed)
+    data = lambda start: images.random_crops(list(train_files), ps, bs, seed,  # noqa: E731
+                                             start)
   else:
     raise ValueError(f"unknown training data {spec['data']!r}; accepted: "
                      "'uniform_noise', 'files'.")
-  model.compile(optimizer=tf.keras.optimizers.Adam(float(spec["learning_rate"])),
-                run_eagerly=bool(spec.get("run_eagerly", False)))
-  steps = int(spec["steps"])
-  history = model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
-                      callbacks=list(callbacks))
-  info = {k: float(v[-1]) for k, v in history.history.items()}
+  steps = spec["steps"]
+  if steps % epochs:
+    raise ValueError(f"steps ({steps}) must be a multiple of the {epochs} "
+                     "evaluation intervals.")
+  result = training.fit(
+      lambda: models.build_model(spec["model"], seed=seed, **kwargs), data,
+      training.TrainSpec(batchsize=bs, epochs=epochs,
+                         steps_per_epoch=steps // epochs,
+                         learning_rate=spec["learning_rate"], seed=seed,
+                         run_eagerly=spec["run_eagerly"], train_dir=train_dir,
+                         progress=progress),
+      metrics_fn=metrics_fn)
+  info = {k: v for k, v in result.final_metrics.items()
+          if k not in ("epoch", "step")}
   log(f"trained {spec['model']} ({spec['distortion']}, data "
-      f"{spec['data']}) for {steps} steps: "
-      + ", ".join(f"{k}={v:.4g}" for k, v in info.items()))
-  return model, info
+      f"{spec['data']}) for {steps} steps"
+      + (f" (resumed at step {result.initial_step})" if result.resumed
+         else "") + ": " + ", ".join(f"{k}={v:.4g}" for k, v in info.items()))
+  return result
 
 
 def codec_metrics(model, x: np.ndarray, msssim_scales=None,
@@ -263,10 +325,9 @@ FAMILY_SOURCES = ("pretrained", "auto", "trained")
 # learning rate 1e-3 (the earlier quick spec) different qualities ended at
 # the same rate: the entropy model was still fitting the latents and λ had
 # no effect yet. docs/reproduce-images.md has the rates this spec reaches.
-QUICK_FAMILY_TRAIN = {"num_filters": 32, "latent_channels": 48,
-                      "num_centers": None, "data": "files", "patchsize": 176,
-                      "batch_size": 4, "steps": 1000, "learning_rate": 2e-3,
-                      "seed": 0, "run_eagerly": False}
+QUICK_FAMILY_TRAIN = ImageTrain(num_filters=32, latent_channels=48,
+                                patchsize=176, batch_size=4, steps=1000,
+                                learning_rate=2e-3, run_eagerly=False, seed=0)
 
 
 def pretrained_family(qualities: Sequence[int], distortions: Sequence[str],
@@ -297,7 +358,7 @@ def pretrained_family(qualities: Sequence[int], distortions: Sequence[str],
   return family
 
 
-def trained_family(ctx, train_spec: dict, qualities: Sequence[int],
+def trained_family(ctx, train_spec: ImageTrain, qualities: Sequence[int],
                    distortions: Sequence[str], train_files: Sequence[str]):
   """{(distortion, quality): model} of FactorizedPriors trained here (Eq. 3
   with the tfci λ of each quality), through the runner's model cache.
@@ -313,29 +374,29 @@ def trained_family(ctx, train_spec: dict, qualities: Sequence[int],
       if d not in factorized.QUALITY_LAMBDAS:
         raise ValueError(f"distortion {d!r} has no λ table; accepted: "
                          f"{', '.join(factorized.QUALITY_LAMBDAS)}.")
-      spec = dict(train_spec, model="factorized", distortion=d,
-                  lmbda=factorized.QUALITY_LAMBDAS[d][int(q) - 1])
+      spec = codec_spec(train_spec, model="factorized", distortion=d,
+                        lmbda=factorized.QUALITY_LAMBDAS[d][int(q) - 1])
       key = dict(spec, kind="image_codec", train_files=[
           os.path.basename(f) for f in train_files])
       family[(d, int(q))] = ctx.cached_model(
-          key, lambda spec=spec: train_compression_model(
-              spec, train_files, ctx.log),
+          key, lambda train_dir, spec=spec: train_compression_model(
+              spec, train_files, ctx.log, train_dir, progress=ctx.verbose),
           label=f"factorized-{d}-q{q}")
   return family
 
 
-def factorized_family(ctx, cfg: dict, distortions: Sequence[str] = ("mse",
-                                                                  "msssim"),
+def factorized_family(ctx, cfg, distortions: Sequence[str] = ("mse",
+                                                             "msssim"),
                       tensors=None):
   """The model family an experiment config asks for.
 
   Args:
     ctx: the experiment's RunContext (model cache, log).
-    cfg: config with "models" ("pretrained": tfc's bmshj2018-factorized,
-      downloaded when "allow_download" is set; "auto": those if already in the
-      local cache, never downloading, else trained here; "trained"),
-      "qualities", "train" (the training spec of the fallback models),
-      "images" and "test_images" (the Kodak images NOT in test_images train
+    cfg: a config with `models` ("pretrained": tfc's bmshj2018-factorized,
+      downloaded when `allow_download` is set; "auto": those if already in
+      the local cache, never downloading, else trained here; "trained"),
+      `qualities`, `train` (an `ImageTrain`: the fallback models' training),
+      `images` and `test_images` (the Kodak images NOT in test_images train
       the fallback models).
     distortions: training distortions of the family.
     tensors: internal tensor names of the pretrained models (ignored, and
@@ -349,19 +410,19 @@ def factorized_family(ctx, cfg: dict, distortions: Sequence[str] = ("mse",
     ValueError: unknown "models" value, or no training images left.
     RuntimeError: "pretrained" asked for but not available.
   """
-  source = cfg["models"]
+  source = cfg.models
   if source not in FAMILY_SOURCES:
     raise ValueError(f"models must be one of {', '.join(FAMILY_SOURCES)}, got "
                      f"{source!r}.")
-  qualities = [int(q) for q in cfg["qualities"]]
+  qualities = [int(q) for q in cfg.qualities]
   bad = [q for q in qualities if not 1 <= q <= 8]
   if not qualities or bad:
     raise ValueError(f"qualities must be a non-empty list of levels 1..8, got "
-                     f"{cfg['qualities']!r}.")
+                     f"{cfg.qualities!r}.")
   if source in ("pretrained", "auto"):
     family = pretrained_family(
         qualities, distortions,
-        source == "pretrained" and cfg.get("allow_download", False), ctx.log,
+        source == "pretrained" and cfg.allow_download, ctx.log,
         tensors=tensors)
     if family is not None:
       return "pretrained bmshj2018-factorized", family
@@ -372,9 +433,9 @@ def factorized_family(ctx, cfg: dict, distortions: Sequence[str] = ("mse",
   if tensors:
     ctx.log(f"tensors {tensors} not used: they name tensors of the pretrained "
             "graphs, and the models are trained here")
-  train_files, _ = kodak_split(cfg["images"], cfg["test_images"])
+  train_files, _ = kodak_split(cfg.images, cfg.test_images)
   if not train_files:
     raise ValueError("no Kodak training images left: test_images covers "
                      "them all.")
-  return "trained here", trained_family(ctx, cfg["train"], qualities,
+  return "trained here", trained_family(ctx, cfg.train, qualities,
                                         distortions, train_files)

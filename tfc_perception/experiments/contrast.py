@@ -28,11 +28,13 @@ ratio.csv (per pair and α: P0, P1, P1/P0), fig4_contrast_ratio.png,
 fig16_contrast_examples.png.
 """
 
+import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tfc_perception._typed import Checked
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
 
@@ -65,21 +67,46 @@ def change_contrast(x: np.ndarray, alpha: float) -> np.ndarray:
   return np.clip(np.round(mu + alpha * (xf - mu)), 0, 255).astype(np.uint8)
 
 
+@dataclasses.dataclass(frozen=True)
+class Config(Checked):
+  """The contrast experiment.
+
+  Attributes:
+    images: the Kodak folder (or "shared:kodak").
+    test_images: numbers of the Kodak test images (the others train the
+      fallback models).
+    crop: central crop of the test images (px), or None for whole images.
+    alphas: contrast factors (must include 1.0).
+    models: "pretrained", "auto" or "trained" (see _images.factorized_family).
+    qualities: quality levels 1..8 of the model pairs.
+    train: training of the fallback models.
+    allow_download: "pretrained" may download tfc's models.
+  """
+  images: str
+  test_images: Tuple[int, ...]
+  crop: Optional[int]
+  alphas: Tuple[float, ...]
+  models: str
+  qualities: Tuple[int, ...]
+  train: _images.ImageTrain
+  allow_download: bool = False
+
+
 def run(ctx: runner.RunContext) -> Dict:
   """Runs the contrast experiment (see module docstring)."""
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
   cfg = ctx.config
-  alphas = [float(a) for a in cfg["alphas"]]
+  alphas = [float(a) for a in cfg.alphas]
   if 1.0 not in alphas:
     raise ValueError(f"alphas must include 1.0 (the natural image), got "
                      f"{alphas}.")
-  _, test_files = _images.kodak_split(cfg["images"], cfg["test_images"])
+  _, test_files = _images.kodak_split(cfg.images, cfg.test_images)
   used, family = _images.factorized_family(ctx, cfg)
   pairs = [(q, family[("mse", q)], family[("msssim", q)])
            for q in sorted({q for _, q in family})]
   ctx.log(f"models: {used}, qualities {[q for q, _, _ in pairs]}")
 
-  imgs = _images.load_test_images(test_files, cfg.get("crop"))
+  imgs = _images.load_test_images(test_files, cfg.crop)
   rows: List[dict] = []
   for q, m_mse, m_ms in pairs:
     for alpha in alphas:
@@ -167,30 +194,27 @@ def run(ctx: runner.RunContext) -> Dict:
               r["ratio_P1_P0_dssim"] for r in ratio_rows}}
 
 
-_KODAK_TEST = list(range(1, 13))
+_KODAK_TEST = tuple(range(1, 13))
 
 CONFIGS = {
-    "tiny": {
-        "images": "shared:kodak", "test_images": [1], "crop": 64,
-        "alphas": [0.5, 1.0, 1.5], "models": "trained", "qualities": [3],
-        "train": {"num_filters": 8, "latent_channels": 8, "num_centers": None,
-                  "data": "files", "patchsize": 176, "batch_size": 1,
-                  "steps": 2, "learning_rate": 1e-3, "seed": 0,
-                  "run_eagerly": True}},
-    "quick": {
-        "images": "shared:kodak", "test_images": _KODAK_TEST, "crop": 256,
-        "alphas": [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], "models": "auto",
-        "qualities": [1, 8], "train": dict(_images.QUICK_FAMILY_TRAIN)},
-    "paper": {
-        "images": "shared:kodak", "test_images": list(range(1, 25)),
-        "crop": None, "alphas": [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0,
-                                 3.0],
-        "models": "pretrained", "allow_download": True,
-        "qualities": [1, 2, 3, 4, 5, 6, 7, 8],
-        "train": {"num_filters": 128, "latent_channels": 192,
-                  "num_centers": None, "data": "files", "patchsize": 256,
-                  "batch_size": 8, "steps": 200000, "learning_rate": 1e-4,
-                  "seed": 0, "run_eagerly": False}},
+    "tiny": Config(
+        images="shared:kodak", test_images=(1,), crop=64,
+        alphas=(0.5, 1.0, 1.5), models="trained", qualities=(3,),
+        train=_images.ImageTrain(num_filters=8, latent_channels=8,
+                                 patchsize=176, batch_size=1, steps=2,
+                                 learning_rate=1e-3, run_eagerly=True)),
+    "quick": Config(
+        images="shared:kodak", test_images=_KODAK_TEST, crop=256,
+        alphas=(0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0), models="auto",
+        qualities=(1, 8), train=_images.QUICK_FAMILY_TRAIN),
+    "paper": Config(
+        images="shared:kodak", test_images=tuple(range(1, 25)), crop=None,
+        alphas=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0),
+        models="pretrained", allow_download=True,
+        qualities=(1, 2, 3, 4, 5, 6, 7, 8),
+        train=_images.ImageTrain(num_filters=128, latent_channels=192,
+                                 patchsize=256, batch_size=8, steps=200000,
+                                 learning_rate=1e-4, run_eagerly=False)),
 }
 
 runner.register_experiment(

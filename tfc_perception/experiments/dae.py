@@ -21,11 +21,13 @@ Bayes-optimal |deviation|, near the mode and over the whole support), fig9_dae.p
 near the mode).
 """
 
-from typing import Dict
+import dataclasses
+from typing import Dict, Tuple
 
 import numpy as np
 
 from tfc_perception import stats
+from tfc_perception._typed import Checked
 from tfc_perception.experiments import runner
 
 # PDF parameters (documented in docs/reproduce.md). All centred at 0.
@@ -119,34 +121,69 @@ def _correlations(a, b):
   return stats.pearson(a, b)[0], stats.spearman(a, b)[0]
 
 
-def train_dae(spec: Dict, cfg: Dict, seed: int):
-  """Trains one DAE on samples of the PDF `spec` (Keras fit, tf.data).
+@dataclasses.dataclass(frozen=True)
+class Config(Checked):
+  """The Fig. 9 experiment.
+
+  Attributes:
+    pdfs: names of PDFS to study.
+    sigma: corruption noise standard deviation (source units).
+    hidden, activation: the DAE's dense layers.
+    steps, batch_size, learning_rate, lr_floor, steps_per_execution: training
+      (Adam, cosine decay to lr_floor * learning_rate).
+    support_mass: the plotted support holds this much of p's mass.
+    near_mode_mass: the "near the mode" region holds this much.
+    grid_points: evaluation points across the support.
+    seed: seed of the weights, the samples and the noise.
+  """
+  pdfs: Tuple[str, ...]
+  sigma: float
+  hidden: Tuple[int, ...]
+  activation: str
+  steps: int
+  batch_size: int
+  learning_rate: float
+  lr_floor: float
+  steps_per_execution: int
+  support_mass: float
+  near_mode_mass: float
+  grid_points: int
+  seed: int
+
+
+def train_dae(spec: Dict, cfg: Config, train_dir=None, progress=False):
+  """Trains one DAE on samples of the PDF `spec` with the one trainer.
+
+  Batch i holds `cfg.batch_size` samples drawn with the stateless seed
+  (seed, i), so the stream can start at any step.
 
   Returns:
-    (model, info) with info = {"final_loss": ...}.
+    The `training.TrainResult`.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfc_perception.models import dae as dae_lib  # pylint: disable=g-import-not-at-top
-  tf.keras.utils.set_random_seed(seed)
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  from tfc_perception import training  # pylint: disable=g-import-not-at-top
+  from tfc_perception.data import sources  # pylint: disable=g-import-not-at-top
   dist = make_pdf(spec)
-  batch = int(cfg["batch_size"])
+  batch, seed = cfg.batch_size, cfg.seed
 
-  def sample(s):
-    seed2 = tf.cast(s, tf.int32)
-    return tf.reshape(dist.sample(batch, seed=seed2), [batch, 1])
+  def data(start):
+    def sample(i):
+      return tf.reshape(dist.sample(batch, seed=sources.step_seed(seed, i)),
+                        [batch, 1])
+    return tf.data.Dataset.counter(start).map(sample).prefetch(
+        tf.data.AUTOTUNE)
 
-  ds = (tf.data.Dataset.random(seed=seed).batch(2).map(sample)
-        .prefetch(tf.data.AUTOTUNE))
-  model = dae_lib.DenoisingAutoencoder(
-      dims=1, hidden=cfg["hidden"], sigma=cfg["sigma"],
-      activation=cfg["activation"], seed=seed)
-  steps = int(cfg["steps"])
-  lr = tf.keras.optimizers.schedules.CosineDecay(
-      float(cfg["learning_rate"]), steps, alpha=0.02)
-  model.compile(optimizer=tf.keras.optimizers.Adam(lr),
-                steps_per_execution=int(cfg.get("steps_per_execution", 100)))
-  hist = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
-  return model, {"loss": float(hist.history["loss"][-1])}
+  return training.fit(
+      lambda: models.build_density_model(
+          "dae", dims=1, hidden=list(cfg.hidden), sigma=cfg.sigma,
+          activation=cfg.activation, seed=seed),
+      data,
+      training.TrainSpec(
+          batchsize=batch, epochs=1, steps_per_epoch=cfg.steps,
+          learning_rate=cfg.learning_rate, lr_schedule="cosine",
+          lr_floor=cfg.lr_floor, steps_per_execution=cfg.steps_per_execution,
+          seed=seed, train_dir=train_dir, progress=progress))
 
 
 def run(ctx: runner.RunContext) -> Dict:
@@ -154,26 +191,31 @@ def run(ctx: runner.RunContext) -> Dict:
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
   cfg = ctx.config
-  sigma = float(cfg["sigma"])
-  support_mass = float(cfg["support_mass"])
-  mode_q = float(cfg["near_mode_mass"])
+  sigma = cfg.sigma
+  support_mass = cfg.support_mass
+  mode_q = cfg.near_mode_mass
   curve_rows, corr_rows, results = [], [], {}
   panels = []
-  for name in cfg["pdfs"]:
+  for name in cfg.pdfs:
+    if name not in PDFS:
+      raise ValueError(f"unknown PDF {name!r} in pdfs; accepted: "
+                       f"{', '.join(PDFS)}.")
     spec = PDFS[name]
     dist = make_pdf(spec)
     key = {"kind": "dae", "pdf": spec, "sigma": sigma,
-           "hidden": cfg["hidden"], "activation": cfg["activation"],
-           "steps": cfg["steps"], "batch_size": cfg["batch_size"],
-           "learning_rate": cfg["learning_rate"], "seed": cfg["seed"]}
+           "hidden": list(cfg.hidden), "activation": cfg.activation,
+           "steps": cfg.steps, "batch_size": cfg.batch_size,
+           "learning_rate": cfg.learning_rate, "lr_floor": cfg.lr_floor,
+           "seed": cfg.seed}
     model = ctx.cached_model(
-        key, lambda: train_dae(spec, cfg, int(cfg["seed"])),
+        key, lambda train_dir, spec=spec: train_dae(spec, cfg, train_dir,
+                                                    ctx.verbose),
         save_fn=models.save_density_model, load_fn=models.load_density_model,
         label=f"dae-{name}")
     # Support: the symmetric interval holding `support_mass` of p's mass.
     samples = dist.sample(200000, seed=[1, 2]).numpy()
     hi = float(np.quantile(np.abs(samples), support_mass))
-    x = np.linspace(-hi, hi, int(cfg["grid_points"]))
+    x = np.linspace(-hi, hi, cfg.grid_points)
     dev = model.deviation(x[:, None].astype(np.float32)).numpy()[:, 0]
     score = scaled_score(dist, x, sigma)
     p = dist.prob(x.astype(np.float32)).numpy().astype(np.float64)
@@ -239,7 +281,7 @@ def run(ctx: runner.RunContext) -> Dict:
       if j == len(panels) - 1:
         ax2.set_ylabel("p(x) (density)", color="tab:green")
       title = (f"{name} ({spec['family']})" if i == 0 else
-               f"zoom |x| ≤ {half:.2g} (central {cfg['near_mode_mass']:.0%})")
+               f"zoom |x| ≤ {half:.2g} (central {cfg.near_mode_mass:.0%})")
       ax.set_title(title, fontsize=8)
       if i == 0 and j == 0:
         h1, l1 = ax.get_legend_handles_labels()
@@ -268,19 +310,19 @@ def run(ctx: runner.RunContext) -> Dict:
   return results
 
 
-_COMMON = {"pdfs": list(PDFS), "sigma": 0.25, "hidden": [64, 64],
-           "activation": "softplus", "learning_rate": 3e-3,
-           "support_mass": 0.99, "near_mode_mass": 0.5,
-           "grid_points": 801, "seed": 1, "steps_per_execution": 100}
+_COMMON = dict(pdfs=tuple(PDFS), sigma=0.25, hidden=(64, 64),
+               activation="softplus", learning_rate=3e-3, lr_floor=0.02,
+               steps_per_execution=100, support_mass=0.99,
+               near_mode_mass=0.5, grid_points=801, seed=1)
 
 runner.register_experiment(
     "dae", run,
     configs={
-        "tiny": dict(_COMMON, pdfs=["gaussian", "laplace"], steps=1500,
-                     batch_size=256, grid_points=201),
-        "quick": dict(_COMMON, steps=4000, batch_size=512),
-        "paper": dict(_COMMON, steps=30000, batch_size=1024,
-                      hidden=[128, 128, 128], grid_points=2001),
+        "tiny": Config(**dict(_COMMON, pdfs=("gaussian", "laplace"),
+                              steps=1500, batch_size=256, grid_points=201)),
+        "quick": Config(**dict(_COMMON, steps=4000, batch_size=512)),
+        "paper": Config(**dict(_COMMON, steps=30000, batch_size=1024,
+                               hidden=(128, 128, 128), grid_points=2001)),
     },
     description=("Denoising autoencoders: deviation |r(x) − x| versus the "
                  "exact scaled score σ²|∂log p/∂x| and p(x), for a Gaussian "

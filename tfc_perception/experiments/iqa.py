@@ -41,18 +41,31 @@ rate; only with >= 3 pairs), fig3_induced_vs_rate.png (the induced distances
 of the evaluated pairs against each model's rate, always drawn).
 """
 
+import dataclasses
 import math
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from tfc_perception import _typed
+from tfc_perception._typed import Checked
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
 
 __all__ = ["run", "CONFIGS"]
 
-_FAMILY_STYLE = {"mse": ("tab:blue", "o-"), "msssim": ("tab:orange", "s--")}
+_STYLES = (("tab:blue", "o-"), ("tab:orange", "s--"), ("tab:green", "^-"),
+           ("tab:red", "v:"))
+
+
+def _family_style(distortion: str):
+  """(colour, line style) of a training distortion, by its place in the
+  metric table (mse and msssim keep their colours in every figure)."""
+  from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
+  names = [n for n in registry.names(images=True) if n != "psnr"]
+  i = names.index(distortion) if distortion in names else len(names)
+  return _STYLES[i % len(_STYLES)]
 
 
 def _label(row) -> str:
@@ -61,14 +74,65 @@ def _label(row) -> str:
           row["distance"])
 
 
+@dataclasses.dataclass(frozen=True)
+class Config(Checked):
+  """The Obs. 5 / Fig. 3 experiment.
+
+  Attributes:
+    dataset: "tid2013" (folder layout) or "csv" (with `scores`).
+    root: the dataset folder ("shared:..." or a path).
+    scores: the score CSV of dataset "csv", else None.
+    skip_missing: evaluate only pairs whose images are present.
+    limit: evaluate the first `limit` pairs only (None: all).
+    distances: baselines (metric names) and induced distances.
+    base: base metric of Dr, Ds, De.
+    latent: "unquantized" or "quantized" latents for Din.
+    batch_size: pairs per forward pass.
+    seed: bootstrap seed.
+    distortions: training distortions of the model family.
+    images, test_images: the Kodak images (those not in test_images train
+      the fallback models).
+    msssim_scales: scales of the MS-SSIM baseline.
+    n_bootstrap: bootstrap resamples for the intervals.
+    cache_outputs: cache latents and reconstructions per image.
+    models: "pretrained", "auto" or "trained".
+    qualities: quality levels of the family.
+    train: training of the fallback models.
+    allow_download: "pretrained" may download tfc's models.
+    tensors: internal tensors of the pretrained graphs where discovery
+      fails: "role=name,..." or {role: name} (docs/pretrained.md).
+  """
+  dataset: str
+  root: str
+  scores: Optional[str]
+  skip_missing: bool
+  limit: Optional[int]
+  distances: Tuple[str, ...]
+  base: str
+  latent: str
+  batch_size: int
+  seed: int
+  distortions: Tuple[str, ...]
+  images: str
+  test_images: Tuple[int, ...]
+  msssim_scales: int
+  n_bootstrap: int
+  cache_outputs: bool
+  models: str
+  qualities: Tuple[int, ...]
+  train: _images.ImageTrain
+  allow_download: bool = False
+  tensors: Optional[Union[str, Dict[str, str]]] = None
+
+
 def _dataset(cfg):
   from tfc_perception.evaluation import iqa as iqa_eval  # pylint: disable=g-import-not-at-top
-  root = _images.resolve_data(cfg["root"], key="root")
-  scores = cfg.get("scores")
+  root = _images.resolve_data(cfg.root, key="root")
+  scores = cfg.scores
   if scores:
     scores = _images.resolve_data(scores, key="scores")
-  return iqa_eval.load_dataset(cfg["dataset"], root, scores=scores,
-                               skip_missing=bool(cfg["skip_missing"]))
+  return iqa_eval.load_dataset(cfg.dataset, root, scores=scores,
+                               skip_missing=bool(cfg.skip_missing))
 
 
 def _plot_induced_vs_rate(ctx, table, models_rows, induced, n_pairs):
@@ -90,7 +154,7 @@ def _plot_induced_vs_rate(ctx, table, models_rows, induced, n_pairs):
                     key=lambda r: r["rate_bpp"])
       xs = [r["rate_bpp"] for r in rows]
       ys = [float(np.mean(table[f"{d}@{r['model']}"])) for r in rows]
-      color, style = _FAMILY_STYLE.get(distortion, ("tab:green", "^-"))
+      color, style = _family_style(distortion)
       ax.plot(xs, ys, style, color=color, ms=4,
               label=f"{distortion}-trained")
       for r, y in zip(rows, ys):
@@ -122,7 +186,7 @@ def run(ctx: runner.RunContext) -> Dict:
   import pandas as pd  # pylint: disable=g-import-not-at-top
   from tfc_perception.evaluation import iqa as iqa_eval  # pylint: disable=g-import-not-at-top
   cfg = ctx.config
-  distances = iqa_eval.parse_distances(cfg["distances"])
+  distances = iqa_eval.parse_distances(cfg.distances)
   induced = [d for d in distances if d in iqa_eval.INDUCED]
   if not induced:
     raise ValueError(f"distances must include at least one induced distance "
@@ -134,9 +198,9 @@ def run(ctx: runner.RunContext) -> Dict:
     raise ValueError(f"{dataset.name} at {dataset.root} has no pair whose "
                      "images are both present; give the dataset folder with "
                      "--set root=PATH.")
-  distortions = [str(d) for d in cfg["distortions"]]
+  distortions = [str(d) for d in cfg.distortions]
   used, family = _images.factorized_family(ctx, cfg, distortions,
-                                           tensors=cfg["tensors"])
+                                           tensors=cfg.tensors)
   prefix = ("bmshj2018-factorized" if used.startswith("pretrained") else
             "factorized")
   qualities = sorted({q for _, q in family})
@@ -144,15 +208,15 @@ def run(ctx: runner.RunContext) -> Dict:
             for q in qualities]
   ctx.log(f"models: {used}: {', '.join(name for name, _ in loaded)}")
 
-  limit = cfg.get("limit")
+  limit = cfg.limit
   out = iqa_eval.evaluate_iqa(
       dataset, ctx.path("evaluation"), loaded_models=loaded,
-      distances=distances, base=cfg["base"], latent=cfg["latent"],
-      cache_outputs=bool(cfg["cache_outputs"]),
-      batch_size=int(cfg["batch_size"]),
-      n_bootstrap=int(cfg["n_bootstrap"]), seed=int(cfg["seed"]),
-      limit=int(limit) if limit else None, progress=ctx.verbose,
-      msssim_scales=int(cfg["msssim_scales"]), config=dict(cfg))
+      distances=distances, base=cfg.base, latent=cfg.latent,
+      cache_outputs=bool(cfg.cache_outputs),
+      batch_size=int(cfg.batch_size),
+      n_bootstrap=int(cfg.n_bootstrap), seed=int(cfg.seed),
+      limit=limit, progress=ctx.verbose,
+      msssim_scales=int(cfg.msssim_scales), config=_typed.to_dict(cfg))
   summary, table = out["summary"], out["pairs"]
   n_pairs = len(table)
   models_rows = pd.read_csv(out["files"]["models"]).to_dict("records")
@@ -163,7 +227,7 @@ def run(ctx: runner.RunContext) -> Dict:
     de_rows = [r for r in summary if r["distance"] == "de"]
     if de_rows:
       plotted.append(dict(de_rows[0], model="",
-                          distance=f"De ({cfg['base']})"))
+                          distance=f"De ({cfg.base})"))
     fig = iqa_eval.fig3_figure(
         plotted, "srcc", title=f"{dataset.name}: {n_pairs} pairs, models "
                                f"{used}")
@@ -205,39 +269,35 @@ def run(ctx: runner.RunContext) -> Dict:
   return results
 
 
-_COMMON = {
-    "dataset": "tid2013", "root": "shared:tid2013-sample", "scores": None,
-    "skip_missing": True, "limit": None,
-    "distances": ["psnr", "msssim", "nlpd", "dr", "din", "ds", "de"],
-    "base": "mse", "latent": "unquantized", "batch_size": 2, "seed": 0,
-    "distortions": ["mse", "msssim"],
-    "images": "shared:kodak", "test_images": list(range(1, 13)),
+_COMMON = dict(
+    dataset="tid2013", root="shared:tid2013-sample", scores=None,
+    skip_missing=True, limit=None,
+    distances=("psnr", "msssim", "nlpd", "dr", "din", "ds", "de"),
+    base="mse", latent="unquantized", batch_size=2, seed=0,
+    distortions=("mse", "msssim"), images="shared:kodak",
+    test_images=tuple(range(1, 13)),
     # Internal tensors of the pretrained graphs where discovery fails:
     # "role=name,..." or {role: name} (docs/pretrained.md).
-    "tensors": None,
-}
+    tensors=None)
 
 CONFIGS = {
-    "tiny": dict(_COMMON, **{
-        "msssim_scales": 3, "n_bootstrap": 20, "cache_outputs": True,
-        "models": "trained", "qualities": [1, 8], "test_images": [1],
-        "train": {"num_filters": 8, "latent_channels": 8, "num_centers": None,
-                  "data": "files", "patchsize": 176, "batch_size": 1,
-                  "steps": 2, "learning_rate": 1e-3, "seed": 0,
-                  "run_eagerly": True}}),
-    "quick": dict(_COMMON, **{
-        "msssim_scales": 5, "n_bootstrap": 1000, "cache_outputs": True,
-        "models": "auto", "qualities": [1, 4, 8],
-        "train": dict(_images.QUICK_FAMILY_TRAIN)}),
-    "paper": dict(_COMMON, **{
-        "msssim_scales": 5, "n_bootstrap": 1000, "cache_outputs": False,
-        "models": "pretrained", "allow_download": True,
-        "qualities": [1, 2, 3, 4, 5, 6, 7, 8], "skip_missing": False,
-        "root": "shared:tid2013",
-        "train": {"num_filters": 128, "latent_channels": 192,
-                  "num_centers": None, "data": "files", "patchsize": 256,
-                  "batch_size": 8, "steps": 200000, "learning_rate": 1e-4,
-                  "seed": 0, "run_eagerly": False}}),
+    "tiny": Config(**dict(
+        _COMMON, msssim_scales=3, n_bootstrap=20, cache_outputs=True,
+        models="trained", qualities=(1, 8), test_images=(1,),
+        train=_images.ImageTrain(num_filters=8, latent_channels=8,
+                                 patchsize=176, batch_size=1, steps=2,
+                                 learning_rate=1e-3, run_eagerly=True))),
+    "quick": Config(**dict(
+        _COMMON, msssim_scales=5, n_bootstrap=1000, cache_outputs=True,
+        models="auto", qualities=(1, 4, 8), train=_images.QUICK_FAMILY_TRAIN)),
+    "paper": Config(**dict(
+        _COMMON, msssim_scales=5, n_bootstrap=1000, cache_outputs=False,
+        models="pretrained", allow_download=True,
+        qualities=(1, 2, 3, 4, 5, 6, 7, 8), skip_missing=False,
+        root="shared:tid2013",
+        train=_images.ImageTrain(num_filters=128, latent_channels=192,
+                                 patchsize=256, batch_size=8, steps=200000,
+                                 learning_rate=1e-4, run_eagerly=False))),
 }
 
 runner.register_experiment(

@@ -29,17 +29,19 @@ the grey-level "nlpd" the NLPD model's test MSE stays above the MSE model's
 (docs/reproduce-images.md).
 """
 
+import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from tfc_perception import _validation
+from tfc_perception._typed import Checked
 from tfc_perception.experiments import _images
 from tfc_perception.distances import registry
 from tfc_perception.experiments import runner
 
-__all__ = ["TestMSECallback", "run"]
+__all__ = ["Config", "run"]
 
 
 def _test_mse(model, x: np.ndarray) -> float:
@@ -50,69 +52,70 @@ def _test_mse(model, x: np.ndarray) -> float:
   return float(np.mean(distances.mse(tf.constant(x), x_hat).numpy()))
 
 
-def _make_callback():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+@dataclasses.dataclass(frozen=True)
+class Config(Checked):
+  """The Fig. 20 experiment.
 
-  class _Callback(tf.keras.callbacks.Callback):
-    """Evaluates the Kodak test MSE at step 0 and every `every` steps."""
-
-    def __init__(self, x, every):
-      super().__init__()
-      self.x, self.every = x, int(every)
-      self.curve: List = []
-
-    def on_train_begin(self, logs=None):
-      self.curve = [(0, _test_mse(self.model, self.x))]
-
-    def on_train_batch_end(self, batch, logs=None):
-      if (batch + 1) % self.every == 0:
-        self.curve.append((batch + 1, _test_mse(self.model, self.x)))
-
-  return _Callback
-
-
-def TestMSECallback(x, every):  # pylint: disable=invalid-name
-  """A Keras callback recording [(step, Kodak test MSE)] in `.curve`.
-
-  Args:
-    x: uint8 test images [N, H, W, 3] (one size).
-    every: evaluation interval in steps (>= 1).
+  Attributes:
+    images, test_images: the Kodak folder and the numbers of its test
+      images (the others train the models).
+    crop: central crop of the test images (px).
+    seeds: one MSE/NLPD pair per seed (>= 2, for mean and std).
+    eval_every: the test MSE is measured every this many steps.
+    nlpd_distortion: the NLPD of the NLPD member (nlpd, nlpd_rgb,
+      nlpd2017).
+    train: training of the soft-quantisation models (its seed is replaced
+      by each of `seeds`).
   """
-  if int(every) < 1:
-    raise ValueError(f"every must be >= 1, got {every}.")
-  return _make_callback()(x, every)
+  images: str
+  test_images: Tuple[int, ...]
+  crop: int
+  seeds: Tuple[int, ...]
+  eval_every: int
+  nlpd_distortion: str
+  train: _images.ImageTrain
 
 
 def run(ctx: runner.RunContext) -> Dict:
   """Runs the Fig. 20 experiment (see module docstring)."""
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
   cfg = ctx.config
-  train_files, test_files = _images.kodak_split(cfg["images"],
-                                                cfg["test_images"])
+  train_files, test_files = _images.kodak_split(cfg.images,
+                                                cfg.test_images)
   if not train_files:
     raise ValueError("no Kodak training images left: test_images covers "
                      "them all.")
-  x = np.stack(_images.load_test_images(test_files, int(cfg["crop"])))
+  x = np.stack(_images.load_test_images(test_files, cfg.crop))
   # Which NLPD trains the "NLPD" member (see the module docstring).
   nlpd_distortion = _validation.check_choice(
-      registry.canonical(cfg.get("nlpd_distortion", "nlpd_rgb"),
-                         "nlpd_distortion"),
+      registry.canonical(cfg.nlpd_distortion, "nlpd_distortion"),
       "nlpd_distortion", registry.names(family="nlpd"))
-  seeds = [int(s) for s in cfg["seeds"]]
+  seeds = list(cfg.seeds)
   if len(seeds) < 2:
     raise ValueError("seeds must list at least 2 seeds (mean and std).")
+  if cfg.eval_every < 1 or cfg.train.steps % cfg.eval_every:
+    raise ValueError(f"eval_every ({cfg.eval_every}) must be >= 1 and divide "
+                     f"train.steps ({cfg.train.steps}).")
   rows: List[dict] = []
   for seed in seeds:
     curves = {}
     for loss in ("mse", "nlpd"):
       distortion = nlpd_distortion if loss == "nlpd" else loss
-      spec = dict(cfg["train"], model="softquant", distortion=distortion,
-                  lmbda=None, data="files", seed=seed,
-                  quantization="straight_through")
-      cb = TestMSECallback(x, cfg["eval_every"])
-      _images.train_compression_model(spec, train_files, ctx.log,
-                                      callbacks=[cb])
-      curves[loss] = dict(cb.curve)
+      spec = _images.codec_spec(
+          cfg.train, model="softquant", distortion=distortion, lmbda=None,
+          data="files", seed=seed, quantization="straight_through")
+      key = dict(spec, kind="test_mse_curve", eval_every=cfg.eval_every,
+                 train_files=[os.path.basename(f) for f in train_files],
+                 test_files=[os.path.basename(f) for f in test_files],
+                 crop=cfg.crop)
+      result = ctx.run_training(
+          key, lambda train_dir, spec=spec: _images.train_compression_model(
+              spec, train_files, ctx.log, train_dir,
+              epochs=cfg.train.steps // cfg.eval_every,
+              metrics_fn=lambda model: {"test_mse": _test_mse(model, x)},
+              progress=ctx.verbose),
+          label=f"softquant-{distortion}-seed{seed}")
+      curves[loss] = {h["step"]: h["test_mse"] for h in result.history}
     for step in sorted(curves["mse"]):
       a, b = curves["mse"][step], curves["nlpd"][step]
       rows.append({"seed": seed, "step": step, "test_mse_mse_model": a,
@@ -166,26 +169,27 @@ def run(ctx: runner.RunContext) -> Dict:
 
 
 CONFIGS = {
-    "tiny": {
-        "images": "shared:kodak", "test_images": [1], "crop": 64,
-        "seeds": [0, 1], "eval_every": 1, "nlpd_distortion": "nlpd",
-        "train": {"num_filters": 8, "latent_channels": 16, "num_centers": 2,
-                  "patchsize": 80, "batch_size": 1, "steps": 2,
-                  "learning_rate": 1e-4, "run_eagerly": True}},
-    "quick": {
-        "images": "shared:kodak", "test_images": list(range(1, 13)),
-        "crop": 256, "seeds": [0, 1, 2, 3, 4], "eval_every": 250,
-        "nlpd_distortion": "nlpd_rgb",
-        "train": {"num_filters": 32, "latent_channels": 64, "num_centers": 2,
-                  "patchsize": 128, "batch_size": 1, "steps": 1500,
-                  "learning_rate": 1e-4, "run_eagerly": False}},
-    "paper": {
-        "images": "shared:kodak", "test_images": list(range(1, 13)),
-        "crop": 512, "seeds": [0, 1, 2, 3, 4], "eval_every": 1000,
-        "nlpd_distortion": "nlpd_rgb",
-        "train": {"num_filters": 128, "latent_channels": 64, "num_centers": 2,
-                  "patchsize": 256, "batch_size": 1, "steps": 50000,
-                  "learning_rate": 1e-5, "run_eagerly": False}},
+    "tiny": Config(
+        images="shared:kodak", test_images=(1,), crop=64, seeds=(0, 1),
+        eval_every=1, nlpd_distortion="nlpd",
+        train=_images.ImageTrain(num_filters=8, latent_channels=16,
+                                 num_centers=2, patchsize=80, batch_size=1,
+                                 steps=2, learning_rate=1e-4,
+                                 run_eagerly=True)),
+    "quick": Config(
+        images="shared:kodak", test_images=tuple(range(1, 13)), crop=256,
+        seeds=(0, 1, 2, 3, 4), eval_every=250, nlpd_distortion="nlpd_rgb",
+        train=_images.ImageTrain(num_filters=32, latent_channels=64,
+                                 num_centers=2, patchsize=128, batch_size=1,
+                                 steps=1500, learning_rate=1e-4,
+                                 run_eagerly=False)),
+    "paper": Config(
+        images="shared:kodak", test_images=tuple(range(1, 13)), crop=512,
+        seeds=(0, 1, 2, 3, 4), eval_every=1000, nlpd_distortion="nlpd_rgb",
+        train=_images.ImageTrain(num_filters=128, latent_channels=64,
+                                 num_centers=2, patchsize=256, batch_size=1,
+                                 steps=50000, learning_rate=1e-5,
+                                 run_eagerly=False)),
 }
 
 runner.register_experiment(

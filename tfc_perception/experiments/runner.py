@@ -18,13 +18,21 @@ training again.
 
 Registration API (how an experiment module plugs in)
 ----------------------------------------------------
+    import dataclasses
+    from tfc_perception import training
     from tfc_perception.experiments import runner
 
+    @dataclasses.dataclass(frozen=True)
+    class Config:                       # typed, frozen; one per experiment
+      lmbda: float
+      steps: int
+
     def run(ctx):                       # ctx: runner.RunContext
-      cfg = ctx.config                  # the preset dict (+ overrides)
+      cfg = ctx.config                  # a Config (the preset + overrides)
       model = ctx.cached_model(         # trained once, then loaded
-          {"kind": "toy2d", "lmbda": cfg["lmbda"], ...},
-          train_fn=lambda: build_and_fit(...))   # returns a trained model
+          {"kind": "toy2d", "lmbda": cfg.lmbda, ...},
+          train_fn=lambda train_dir: training.fit(..., TrainSpec(
+              ..., train_dir=train_dir)))   # a TrainResult (or a model)
       ctx.write_csv("curve.csv", rows)  # table behind a figure
       fig = ...                         # matplotlib Figure
       ctx.save_figure(fig, "curve.png", caption="...", numbers={...},
@@ -33,7 +41,8 @@ Registration API (how an experiment module plugs in)
 
     runner.register_experiment(
         "my_figure", run,
-        configs={"tiny": {...}, "quick": {...}, "paper": {...}},
+        configs={"tiny": Config(...), "quick": Config(...),
+                 "paper": Config(...)},
         description="What the figure shows (paper Sec./Fig.)",
         paper_figures=("Fig. 4 right",), groups=("images",))
 
@@ -43,12 +52,22 @@ the experiment part of `bin/reproduce GROUP` (e.g. "all" = the 2-D
 reproduction of issue 6, the project's main job). Experiments of one group run
 in registration order.
 
-Configs are plain JSON-able dicts. `run_experiment(..., config=...)` takes a
-preset name, a dict, or a path to a JSON file; `overrides` (a dict, nested
-keys with dots: {"train.steps": 100}) is applied on top.
+Configs are frozen dataclasses (`tfc_perception._typed`): every preset is an
+instance of the experiment's config class. `run_experiment(..., config=...)`
+takes a preset name, a dict or a path to a JSON file (checked against the
+class), or an instance; `overrides` (a dict, nested keys with dots:
+{"train.steps": 100}) is applied on top, each value type-checked against its
+field ("train.steps must be an integer, got 1.5.").
+
+Training goes through the one trainer (`tfc_perception.training.fit`) in a
+working directory per cache key (`<cache>/<key>.train`): an experiment
+interrupted by Ctrl-C (one line: "interrupted at step N; checkpoint saved;
+rerun the same command to resume") continues that model from its last
+checkpoint when rerun, and models.csv says "resumed". The finished model's
+curves.png, history.json and TensorBoard logs stay in the cache entry
+(`<key>/train/`).
 """
 
-import copy
 import dataclasses
 import hashlib
 import importlib
@@ -61,6 +80,7 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from tfc_perception import _io
+from tfc_perception import _typed
 
 __all__ = [
     "Experiment", "RunContext", "register_experiment", "get_experiment",
@@ -82,7 +102,8 @@ BUILTIN_MODULES = [
 PRESETS = ("tiny", "quick", "paper")
 
 # Bump when a change to the training code makes cached models stale.
-CACHE_VERSION = 1
+# 2: the one trainer, stateless (seed, step) training noise.
+CACHE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,24 +113,29 @@ class Experiment:
   Attributes:
     name: identifier used on the command line.
     run: function (RunContext) -> dict of summary numbers.
-    configs: preset name -> config dict.
+    configs: preset name -> config (instances of one frozen dataclass).
     description: one line on what it reproduces.
     paper_figures: the paper's figure(s) it reproduces, e.g. ("Fig. 2",).
     groups: names of groups it belongs to (e.g. ("all",)).
   """
   name: str
   run: Callable[["RunContext"], Mapping[str, Any]]
-  configs: Mapping[str, Mapping[str, Any]]
+  configs: Mapping[str, Any]
   description: str = ""
   paper_figures: Sequence[str] = ()
   groups: Sequence[str] = ()
+
+  @property
+  def config_type(self) -> type:
+    """The experiment's config class."""
+    return type(next(iter(self.configs.values())))
 
 
 _REGISTRY: Dict[str, Experiment] = {}
 _LOADED = False
 
 
-def register_experiment(name: str, run: Callable, configs: Mapping[str, Mapping],
+def register_experiment(name: str, run: Callable, configs: Mapping[str, Any],
                         description: str = "",
                         paper_figures: Sequence[str] = (),
                         groups: Sequence[str] = ()) -> Experiment:
@@ -118,8 +144,9 @@ def register_experiment(name: str, run: Callable, configs: Mapping[str, Mapping]
   Args:
     name: identifier (letters, digits, '_', '-'); must not be a group name.
     run: callable taking a `RunContext` and returning a dict of numbers.
-    configs: preset name -> JSON-able config dict. Should contain "quick" and
-      "paper"; "tiny" is what the tests run.
+    configs: preset name -> config, all instances of one frozen dataclass
+      (JSON-able fields). Should contain "quick" and "paper"; "tiny" is what
+      the tests run.
     description: one line shown by `bin/reproduce --help` and in report.md.
     paper_figures: figure labels of the paper it reproduces.
     groups: groups it belongs to; `bin/reproduce GROUP` runs them all.
@@ -128,7 +155,8 @@ def register_experiment(name: str, run: Callable, configs: Mapping[str, Mapping]
     The `Experiment`.
 
   Raises:
-    ValueError: bad name, duplicate name, or configs not dicts.
+    ValueError: bad name, duplicate name, or configs that are not instances
+      of one frozen dataclass.
   """
   if not name or not all(c.isalnum() or c in "_-" for c in name):
     raise ValueError(f"experiment name must be letters, digits, '_' or '-', "
@@ -137,14 +165,20 @@ def register_experiment(name: str, run: Callable, configs: Mapping[str, Mapping]
     raise ValueError(f"experiment {name!r} is already registered.")
   if not callable(run):
     raise ValueError(f"run must be callable, got {type(run).__name__}.")
-  if not isinstance(configs, Mapping) or not configs or not all(
-      isinstance(v, Mapping) for v in configs.values()):
+  if not isinstance(configs, Mapping) or not configs:
     raise ValueError("configs must be a non-empty dict of preset name -> "
-                     "config dict.")
+                     "config (a frozen dataclass instance).")
+  kinds = {type(v) for v in configs.values()}
+  kind = next(iter(kinds))
+  if len(kinds) > 1 or not dataclasses.is_dataclass(kind) or not getattr(
+      kind, "__dataclass_params__").frozen:
+    raise ValueError(f"the presets of {name!r} must be instances of one "
+                     "frozen dataclass (the experiment's typed config); got "
+                     f"{sorted(k.__name__ for k in kinds)}.")
   for v in configs.values():
-    json.dumps(v)  # Must be JSON-able (raises TypeError otherwise).
-  exp = Experiment(name, run, {k: dict(v) for k, v in configs.items()},
-                   description, tuple(paper_figures), tuple(groups))
+    json.dumps(_typed.to_dict(v))  # Must be JSON-able (TypeError otherwise).
+  exp = Experiment(name, run, dict(configs), description,
+                   tuple(paper_figures), tuple(groups))
   _REGISTRY[name] = exp
   return exp
 
@@ -223,58 +257,53 @@ def resolve_names(name: str) -> List[str]:
                  f"{_import_errors_note()}.")
 
 
-def _set_dotted(cfg: dict, key: str, value):
-  parts = key.split(".")
-  node = cfg
-  for p in parts[:-1]:
-    if not isinstance(node.get(p), dict):
-      what = "is not a nested config section" if p in node else (
-          "is not a config section")
-      raise KeyError(f"override {key!r}: {p!r} {what}; known keys here: "
-                     f"{', '.join(sorted(node))}.")
-    node = node[p]
-  if parts[-1] not in node:
-    raise KeyError(f"override {key!r}: no such config key; known keys here: "
-                   f"{', '.join(sorted(node))}.")
-  node[parts[-1]] = value
-
-
-def resolve_config(exp: Experiment, config: Union[str, Mapping, None] = "quick",
-                   overrides: Optional[Mapping[str, Any]] = None) -> dict:
-  """The config dict of `exp`: a preset name, a JSON file path, or a dict.
+def resolve_config(exp: Experiment, config: Union[str, Mapping, Any] = "quick",
+                   overrides: Optional[Mapping[str, Any]] = None):
+  """The config of `exp`: a preset name, a JSON file, a dict or an instance.
 
   Args:
     exp: the experiment.
     config: preset name (one of exp.configs), path to a JSON file holding a
-      full config dict, or a dict.
-    overrides: {dotted.key: value} applied on top; keys must exist.
+      full config (or {experiment name: config}), a dict with every field,
+      or an instance of the experiment's config class.
+    overrides: {dotted.key: value} applied on top, each value type-checked
+      against its field.
 
   Returns:
-    A deep copy, with "_preset" set to the preset name (or "custom").
+    An instance of the experiment's config class (frozen).
 
   Raises:
     KeyError: unknown preset or override key.
+    ValueError: a value of the wrong type, or a config missing fields.
     FileNotFoundError: config path does not exist.
   """
+  cls = exp.config_type
   if config is None:
     config = "quick"
-  if isinstance(config, Mapping):
-    cfg, preset = copy.deepcopy(dict(config)), "custom"
-  elif config in exp.configs:
-    cfg, preset = copy.deepcopy(dict(exp.configs[config])), config
+  if isinstance(config, cls):
+    cfg = config
+  elif isinstance(config, Mapping):
+    cfg = _typed.from_dict(cls, config)
+  elif isinstance(config, str) and config in exp.configs:
+    cfg = exp.configs[config]
   elif isinstance(config, str) and config.endswith(".json"):
     if not os.path.exists(config):
       raise FileNotFoundError(f"config file {config!r} does not exist.")
-    cfg, preset = _io.read_json(config), "custom"
-    if exp.name in cfg and isinstance(cfg[exp.name], Mapping):
-      cfg = dict(cfg[exp.name])  # A file may hold configs of several.
+    data = _io.read_json(config)
+    if isinstance(data, Mapping) and isinstance(data.get(exp.name), Mapping):
+      data = data[exp.name]  # A file may hold configs of several.
+    cfg = _typed.from_dict(cls, data)
   else:
     raise KeyError(f"experiment {exp.name!r} has no config {config!r}; "
                    f"accepted: {', '.join(exp.configs)} or a .json file.")
   for key, value in (overrides or {}).items():
-    _set_dotted(cfg, key, value)
-  cfg["_preset"] = preset
+    cfg = _typed.replace_dotted(cfg, key, value)
   return cfg
+
+
+def _preset_name(exp: Experiment, config) -> str:
+  return config if isinstance(config, str) and config in exp.configs else (
+      "quick" if config is None else "custom")
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -302,7 +331,7 @@ class RunContext:
 
   Attributes:
     name: experiment name.
-    config: resolved config dict (read-only by convention).
+    config: the resolved config (a frozen dataclass instance).
     preset: "tiny", "quick", "paper" or "custom".
     out_dir: OUTPUT/<experiment>/ (created).
     cache_dir: model cache directory (shared by all experiments of a run).
@@ -310,12 +339,13 @@ class RunContext:
     verbose: whether to print progress.
   """
 
-  def __init__(self, exp: Experiment, config: dict, out_dir: str,
-               cache_dir: str, verbose: bool = True, force: bool = False):
+  def __init__(self, exp: Experiment, config, out_dir: str,
+               cache_dir: str, verbose: bool = True, force: bool = False,
+               preset: str = "custom"):
     self.experiment = exp
     self.name = exp.name
     self.config = config
-    self.preset = config.get("_preset", "custom")
+    self.preset = preset
     self.out_dir = out_dir
     self.cache_dir = cache_dir
     self.verbose = verbose
@@ -339,8 +369,13 @@ class RunContext:
     return os.path.join(self.out_dir, filename)
 
   # --- models --------------------------------------------------------------
+  def train_dir(self, key_config: Mapping[str, Any]) -> str:
+    """The trainer's working directory for the model of `key_config`
+    (checkpoints to resume from): <cache>/<key>.train."""
+    return os.path.join(self.cache_dir, config_hash(key_config) + ".train")
+
   def cached_model(self, key_config: Mapping[str, Any],
-                   train_fn: Callable[[], Any],
+                   train_fn: Callable[[str], Any],
                    save_fn: Optional[Callable[[Any, str], None]] = None,
                    load_fn: Optional[Callable[[str], Any]] = None,
                    label: Optional[str] = None):
@@ -350,8 +385,10 @@ class RunContext:
       key_config: JSON-able dict that fully determines the trained model
         (architecture, loss, λ, source, steps, batch size, seed, ...). Its
         hash is the cache key.
-      train_fn: () -> trained model (called only on a cache miss). It may
-        return (model, info_dict); info (e.g. final metrics) is recorded.
+      train_fn: train_dir -> a `training.TrainResult` (fit with
+        spec.train_dir = train_dir: an interrupted run resumes there), a
+        model, or (model, info_dict); called only on a cache miss. The final
+        metrics (or info) are recorded.
       save_fn: (model, directory) -> None. Default:
         tfc_perception.models.save_model.
       load_fn: directory -> model. Default: tfc_perception.models.load_model.
@@ -377,27 +414,69 @@ class RunContext:
       self.log(f"model {label}: loaded from cache {key} (trained earlier in "
                f"{meta.get('train_time_s', float('nan')):.1f} s)")
     else:
-      self.log(f"model {label}: training ...")
+      train_dir = self.train_dir(key_config)
+      if self.force:
+        shutil.rmtree(train_dir, ignore_errors=True)
       t0 = time.perf_counter()
-      out = train_fn()
+      with _interruptible():
+        self.log(f"model {label}: training ..." if not os.path.isdir(
+            train_dir) else f"model {label}: resuming from {train_dir} ...")
+        out = train_fn(train_dir)
       seconds = time.perf_counter() - t0
-      model, info = (out if isinstance(out, tuple) else (out, {}))
-      info = {k: _plain(v) for k, v in dict(info or {}).items()}
+      model, info, resumed = _training_outcome(out)
       tmp = entry + ".tmp"
       shutil.rmtree(tmp, ignore_errors=True)
       os.makedirs(tmp)
       save_fn(model, os.path.join(tmp, "model"))
       _io.write_json(os.path.join(tmp, "config.json"), key_config)
+      if os.path.isdir(train_dir):
+        # Keep curves.png, history.json, log.csv and the TensorBoard logs
+        # with the model; the checkpoints are not needed any more.
+        shutil.rmtree(os.path.join(train_dir, "checkpoints"),
+                      ignore_errors=True)
+        os.replace(train_dir, os.path.join(tmp, "train"))
       shutil.rmtree(entry, ignore_errors=True)
       os.replace(tmp, entry)
       _io.write_json(done, {"train_time_s": round(seconds, 3), "info": info,
-                            "key": key})
-      record.update(source="trained", train_time_s=round(seconds, 3),
+                            "key": key, "resumed": resumed})
+      source = "resumed" if resumed else "trained"
+      record.update(source=source, train_time_s=round(seconds, 3),
                     **{f"final_{k}": v for k, v in info.items()})
-      self.log(f"model {label}: trained in {seconds:.1f} s "
+      self.log(f"model {label}: {source} in {seconds:.1f} s "
                + " ".join(f"{k}={_fmt(v)}" for k, v in info.items()))
     self.model_records.append(record)
     return model
+
+  def run_training(self, key_config: Mapping[str, Any],
+                   train_fn: Callable[[str], Any], label: Optional[str] = None):
+    """A training run whose result is its history (e.g. a test curve), not
+    a model to reuse: `train_fn(train_dir)` (a TrainResult) runs in the
+    working directory of `key_config`, which is kept, so a rerun resumes an
+    interrupted run or, if it finished, returns its history at once.
+
+    Returns:
+      The TrainResult.
+    """
+    key = config_hash(key_config)
+    label = label or key
+    train_dir = self.train_dir(key_config)
+    if self.force:
+      shutil.rmtree(train_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    with _interruptible():
+      result = train_fn(train_dir)
+    seconds = time.perf_counter() - t0
+    _, info, resumed = _training_outcome(result)
+    if result.global_step == result.initial_step and resumed:
+      source = "cache"
+    else:
+      source = "resumed" if resumed else "trained"
+    record = {"label": label, "key": key, "source": source,
+              "train_time_s": round(seconds, 3),
+              **{f"final_{k}": v for k, v in info.items()}}
+    self.model_records.append(record)
+    self.log(f"run {label}: {source} ({seconds:.1f} s)")
+    return result
 
   # --- outputs -------------------------------------------------------------
   def write_csv(self, filename: str, rows) -> str:
@@ -443,6 +522,27 @@ class RunContext:
   @property
   def figures(self) -> List[dict]:
     return list(self._figures)
+
+
+def _interruptible():
+  """training.interruptible(): Ctrl-C while a model is set up or trained
+  stops at a step boundary with a checkpoint."""
+  from tfc_perception import training  # pylint: disable=g-import-not-at-top
+  return training.interruptible()
+
+
+def _training_outcome(out):
+  """(model, info, resumed) of what a train_fn returned: a TrainResult, a
+  model, or (model, info)."""
+  if hasattr(out, "initial_step") and hasattr(out, "model"):
+    info = {k: v for k, v in out.final_metrics.items()
+            if k not in ("epoch", "step")}
+    model, resumed = out.model, out.initial_step > 0
+  else:
+    model, info = (out if isinstance(out, tuple) else (out, {}))
+    resumed = False
+  info = {k: _plain(v) for k, v in dict(info or {}).items()}
+  return model, info, resumed
 
 
 def _plain(v):
@@ -497,7 +597,8 @@ def _write_report(ctx: RunContext, results: Mapping[str, Any],
                  f"{_fmt(r.get('train_time_s'))} |")
     out.append("")
   out += ["## Config", "", "```json",
-          json.dumps(ctx.config, indent=2, sort_keys=True), "```", ""]
+          json.dumps(_typed.to_dict(ctx.config), indent=2, sort_keys=True),
+          "```", ""]
   _io.write_text(ctx.path("report.md"), "\n".join(out))
 
 
@@ -510,9 +611,10 @@ def run_experiment(name: str, config: Union[str, Mapping, None] = "quick",
 
   Args:
     name: registered experiment name.
-    config: preset name ("tiny", "quick", "paper"), JSON path or dict.
+    config: preset name ("tiny", "quick", "paper"), JSON path, dict or an
+      instance of the experiment's config class.
     output_dir: the results root.
-    overrides: {dotted.key: value} applied to the config.
+    overrides: {dotted.key: value} applied to the config (type-checked).
     cache_dir: model cache (default OUTPUT/_cache/models).
     force: retrain even when a cached model exists.
     verbose: print progress and timings.
@@ -523,12 +625,17 @@ def run_experiment(name: str, config: Union[str, Mapping, None] = "quick",
 
   Raises:
     KeyError: unknown experiment/preset/override.
+    ValueError: an override of the wrong type.
+    training.TrainingInterrupted: Ctrl-C/SIGTERM while a model trained (its
+      checkpoint is kept: rerunning resumes it).
   """
   exp = get_experiment(name)
   cfg = resolve_config(exp, config, overrides)
+  preset = _preset_name(exp, config)
   out_dir = os.path.join(output_dir, name)
   cache_dir = cache_dir or os.path.join(output_dir, "_cache", "models")
-  ctx = RunContext(exp, cfg, out_dir, cache_dir, verbose=verbose, force=force)
+  ctx = RunContext(exp, cfg, out_dir, cache_dir, verbose=verbose, force=force,
+                   preset=preset)
   ctx.log(f"config {ctx.preset!r} -> {out_dir}")
   t0 = time.perf_counter()
   results = dict(exp.run(ctx) or {})
@@ -548,8 +655,8 @@ def run_experiment(name: str, config: Union[str, Mapping, None] = "quick",
     ctx.write_csv("models.csv", ctx.model_records)
   _write_report(ctx, results, wall)
   ctx.write_json("manifest.json", _io.make_manifest(
-      cfg, wall_time_s=round(wall, 3), experiment=name, timing=timing,
-      models=ctx.model_records))
+      dict(_typed.to_dict(cfg), _preset=preset), wall_time_s=round(wall, 3),
+      experiment=name, timing=timing, models=ctx.model_records))
   ctx.log(f"done in {wall:.1f} s ({len(trained)} model(s) trained, "
           f"{timing['train_time_total_s']:.1f} s training)")
   return {"name": name, "results": results, "wall_time_s": wall,
@@ -583,7 +690,7 @@ def run_experiments(name: str, config: Union[str, Mapping, None] = "quick",
       base = resolve_config(exp, config)
       for k, v in overrides.items():
         try:
-          _set_dotted(copy.deepcopy(base), k, v)
+          _typed.replace_dotted(base, k, v)
           ov[k] = v
         except KeyError:
           pass

@@ -23,11 +23,13 @@ per_image.csv, fig5_uniform_noise.png, fig18_natural.png,
 fig19_uniform_noise.png (decoded first test image), fig_rd.png.
 """
 
+import dataclasses
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from tfc_perception._typed import Checked
 from tfc_perception.distances import registry
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
@@ -60,47 +62,70 @@ def num_centers_for(max_bpp: float, latent_channels: int) -> int:
   return int(round(centers))
 
 
+@dataclasses.dataclass(frozen=True)
+class Config(Checked):
+  """The scarce-data experiment.
+
+  Attributes:
+    images, test_images: the Kodak folder and the numbers of its test
+      images (the others are the "natural" training data).
+    crop: central crop of the test images (px), or None.
+    data: training data kinds ("uniform_noise", "natural").
+    distortions: training distortions (image metrics of the registry).
+    max_bpp: rate bounds M·log2(L)/256 (one model per bound).
+    train: training of the soft-quantisation models.
+  """
+  images: str
+  test_images: Tuple[int, ...]
+  crop: Optional[int]
+  data: Tuple[str, ...]
+  distortions: Tuple[str, ...]
+  max_bpp: Tuple[float, ...]
+  train: _images.ImageTrain
+
+
 def run(ctx: runner.RunContext) -> Dict:
   """Runs the scarce-data experiment (see module docstring)."""
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
   cfg = ctx.config
-  m = int(cfg["train"]["latent_channels"])
-  bounds = [float(b) for b in cfg["max_bpp"]]
-  for loss in cfg["distortions"]:
+  m = cfg.train.latent_channels
+  bounds = [float(b) for b in cfg.max_bpp]
+  for loss in cfg.distortions:
     registry.get(loss, "distortion").check_applies(vectors=False,
                                                    density=False)
-  for d in cfg["data"]:
+  for d in cfg.data:
     if d not in _DATA:
       raise ValueError(f"unknown data {d!r}; accepted: {', '.join(_DATA)}.")
-  train_files, test_files = _images.kodak_split(cfg["images"],
-                                                cfg["test_images"])
-  if "natural" in cfg["data"] and not train_files:
+  train_files, test_files = _images.kodak_split(cfg.images,
+                                                cfg.test_images)
+  if "natural" in cfg.data and not train_files:
     raise ValueError("no Kodak training images left for 'natural' data: "
                      "test_images covers them all.")
-  tests = _images.load_test_images(test_files, cfg.get("crop"))
+  tests = _images.load_test_images(test_files, cfg.crop)
 
   rows: List[dict] = []
   per_image: List[dict] = []
   decoded = {}
-  for data in cfg["data"]:
+  for data in cfg.data:
     for bpp in bounds:
       centers = num_centers_for(bpp, m)
-      for loss in cfg["distortions"]:
+      for loss in cfg.distortions:
         # The quantisation mode is part of the spec (and so of the cache
         # key): models cached before straight-through became the default
         # were trained with the pure soft forward pass.
-        spec = dict(cfg["train"], model="softquant", distortion=loss,
-                    lmbda=None, num_centers=centers,
-                    quantization="straight_through",
-                    data="uniform_noise" if data == "uniform_noise"
-                    else "files")
+        spec = _images.codec_spec(
+            cfg.train, model="softquant", distortion=loss, lmbda=None,
+            num_centers=centers, quantization="straight_through",
+            data="uniform_noise" if data == "uniform_noise" else "files")
         key = dict(spec, kind="image_codec", train_files=(
             [os.path.basename(f) for f in train_files]
             if data == "natural" else []))
         label = f"softquant-{data}-{loss}-{bpp:g}bpp"
         model = ctx.cached_model(
-            key, lambda spec=spec, data=data: _images.train_compression_model(
-                spec, train_files if data == "natural" else None, ctx.log),
+            key, lambda train_dir, spec=spec, data=data:
+            _images.train_compression_model(
+                spec, train_files if data == "natural" else None, ctx.log,
+                train_dir, progress=ctx.verbose),
             label=label)
         metrics = []
         for f, x in zip(test_files, tests):
@@ -124,17 +149,17 @@ def run(ctx: runner.RunContext) -> Dict:
   for data, fname, fig_label in (
       ("natural", "fig18_natural.png", "Fig. 18"),
       ("uniform_noise", "fig19_uniform_noise.png", "Fig. 19")):
-    if data not in cfg["data"]:
+    if data not in cfg.data:
       continue
-    _grid(ctx, plotting, tests[0], decoded, data, bounds, cfg["distortions"],
+    _grid(ctx, plotting, tests[0], decoded, data, bounds, cfg.distortions,
           rows, fname,
           f"{first} decoded by soft-quantisation models trained on "
           f"{'natural images (Kodak training split)' if data == 'natural' else 'uniform noise'}"
           f", one row per max bpp, one column per training loss. Paper "
           f"{fig_label}.")
-  if "uniform_noise" in cfg["data"]:
+  if "uniform_noise" in cfg.data:
     _grid(ctx, plotting, tests[0], decoded, "uniform_noise", bounds[:1],
-          cfg["distortions"], rows, "fig5_uniform_noise.png",
+          cfg.distortions, rows, "fig5_uniform_noise.png",
           f"{first} at ≤ {bounds[0]:g} bpp from models trained on uniform "
           "noise with Euclidean vs perceptual losses. Paper Fig. 5.")
 
@@ -143,8 +168,8 @@ def run(ctx: runner.RunContext) -> Dict:
                                    ("msssim", "MS-SSIM (unitless)"),
                                    ("nlpd", "NLPD (unitless, lower is better)"))):
     ax = axes[0, j]
-    for data in cfg["data"]:
-      for loss in cfg["distortions"]:
+    for data in cfg.data:
+      for loss in cfg.distortions:
         rr = [r for r in rows if r["data"] == data and r["distortion"] == loss]
         ax.plot([r["bpp"] for r in rr], [r[k] for r in rr],
                 "o-" if data == "natural" else "s--", ms=4,
@@ -191,28 +216,26 @@ def _grid(ctx, plotting, original, decoded, data, bounds, losses, rows,
 
 
 CONFIGS = {
-    "tiny": {
-        "images": "shared:kodak", "test_images": [1], "crop": 64,
-        "data": list(_DATA), "distortions": ["mse", "msssim", "nlpd"],
-        "max_bpp": [0.125],
-        "train": {"num_filters": 8, "latent_channels": 16, "patchsize": 176,
-                  "batch_size": 1, "steps": 1, "learning_rate": 1e-3,
-                  "seed": 0, "run_eagerly": True}},
-    "quick": {
-        "images": "shared:kodak", "test_images": list(range(1, 13)),
-        "crop": 256, "data": list(_DATA),
-        "distortions": ["mse", "msssim", "nlpd"], "max_bpp": [0.25, 0.5],
-        "train": {"num_filters": 32, "latent_channels": 64, "patchsize": 176,
-                  "batch_size": 2, "steps": 150, "learning_rate": 1e-3,
-                  "seed": 0, "run_eagerly": False}},
-    "paper": {
-        "images": "shared:kodak", "test_images": list(range(1, 13)),
-        "crop": None, "data": list(_DATA),
-        "distortions": ["mse", "msssim", "nlpd"],
-        "max_bpp": [0.25, 0.5, 0.75, 1.0],
-        "train": {"num_filters": 128, "latent_channels": 64, "patchsize": 256,
-                  "batch_size": 8, "steps": 100000, "learning_rate": 1e-4,
-                  "seed": 0, "run_eagerly": False}},
+    "tiny": Config(
+        images="shared:kodak", test_images=(1,), crop=64, data=_DATA,
+        distortions=("mse", "msssim", "nlpd"), max_bpp=(0.125,),
+        train=_images.ImageTrain(num_filters=8, latent_channels=16,
+                                 patchsize=176, batch_size=1, steps=1,
+                                 learning_rate=1e-3, run_eagerly=True)),
+    "quick": Config(
+        images="shared:kodak", test_images=tuple(range(1, 13)), crop=256,
+        data=_DATA, distortions=("mse", "msssim", "nlpd"),
+        max_bpp=(0.25, 0.5),
+        train=_images.ImageTrain(num_filters=32, latent_channels=64,
+                                 patchsize=176, batch_size=2, steps=150,
+                                 learning_rate=1e-3, run_eagerly=False)),
+    "paper": Config(
+        images="shared:kodak", test_images=tuple(range(1, 13)), crop=None,
+        data=_DATA, distortions=("mse", "msssim", "nlpd"),
+        max_bpp=(0.25, 0.5, 0.75, 1.0),
+        train=_images.ImageTrain(num_filters=128, latent_channels=64,
+                                 patchsize=256, batch_size=8, steps=100000,
+                                 learning_rate=1e-4, run_eagerly=False)),
 }
 
 runner.register_experiment(

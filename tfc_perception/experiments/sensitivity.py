@@ -28,13 +28,15 @@ MS-SSIM and NLPD use fewer scales/levels than their defaults so they fit
 32x32 (recorded in results.json: msssim_num_scales, nlpd_num_levels).
 """
 
+import dataclasses
 import math
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from tfc_perception import stats
+from tfc_perception._typed import Checked
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
 
@@ -97,46 +99,113 @@ def spearman_table(rows: List[Dict], sigmas) -> List[Dict]:
   return out
 
 
-def train_pixelcnn(train_files, eval_files, cfg: Dict, log=print):
-  """Trains the Obs. 1 PixelCNN++ by maximum likelihood (Keras fit).
+@dataclasses.dataclass(frozen=True)
+class PixelCNNArch(Checked):
+  """The PixelCNN++ (tfp.distributions.PixelCNN) architecture."""
+  num_resnet: int
+  num_hierarchies: int
+  num_filters: int
+  num_logistic_mix: int
+  dropout_p: float
+  use_weight_norm: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelCNNTrain(Checked):
+  """Maximum-likelihood training: steps in `epochs` epochs of batch_size
+  crops, Adam with an exponential decay to lr_decay * learning_rate."""
+  steps: int
+  batch_size: int
+  learning_rate: float
+  lr_decay: float
+  epochs: int
+  seed: int
+  run_eagerly: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(Checked):
+  """The Obs. 1 experiment (see the module docstring).
+
+  Attributes:
+    images: folder of the natural images ("shared:..." or a path).
+    data_note: what the images are (recorded in results.json).
+    image_size: side of the modelled images (crops).
+    split_seed, num_train, num_eval: the train / held-out split (num_train
+      0: all the others).
+    sigmas: noise levels (0-255 scale).
+    scatter_sigmas: levels shown in Fig. 7.
+    noise_seed: seed of the noise.
+    msssim_num_scales, nlpd_num_levels: None: the most that fit.
+    nlpd_variant: "laparra2016" or "laparra2017".
+    eval_batch_size: images per log-likelihood batch.
+    pixelcnn, train: the model and its training.
+  """
+  images: str
+  data_note: str
+  image_size: int
+  split_seed: int
+  sigmas: Tuple[float, ...]
+  scatter_sigmas: Tuple[float, ...]
+  noise_seed: int
+  msssim_num_scales: Optional[int]
+  nlpd_num_levels: Optional[int]
+  nlpd_variant: str
+  eval_batch_size: int
+  num_train: int
+  num_eval: int
+  pixelcnn: PixelCNNArch
+  train: PixelCNNTrain
+
+
+def train_pixelcnn(train_files, eval_files, cfg: Config, log=print,
+                   train_dir=None, progress=False):
+  """Trains the Obs. 1 PixelCNN++ by maximum likelihood (the one trainer).
 
   Args:
     train_files, eval_files: lists of 32x32 (or larger: center/random 32x32
       crops) image files.
-    cfg: experiment config (keys pixelcnn, train).
+    cfg: the experiment config (pixelcnn, train, image_size).
     log: progress printer.
+    train_dir: the trainer's directory (checkpoints, resume).
+    progress: show a progress bar.
 
   Returns:
-    (model, info) with info = train and held-out bits/dim and steps.
+    The `training.TrainResult`, with the held-out bits/dim added to its
+    final metrics.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  from tfc_perception import training  # pylint: disable=g-import-not-at-top
   from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
-  from tfc_perception.models import pixelcnn  # pylint: disable=g-import-not-at-top
-  tr = cfg["train"]
-  size = int(cfg["image_size"])
-  model = pixelcnn.PixelCNN(image_shape=(size, size, 3), seed=int(tr["seed"]),
-                            **cfg["pixelcnn"])
-  train_ds = images.random_crops(train_files, size, int(tr["batch_size"]),
-                                 seed=int(tr["seed"]))
-  eval_ds = images.center_crops(eval_files, size, int(tr["batch_size"]))
-  model.initialize(next(iter(train_ds)))  # Weight-norm data-dependent init.
-  schedule = tf.keras.optimizers.schedules.ExponentialDecay(
-      float(tr["learning_rate"]), decay_steps=max(int(tr["steps"]), 1),
-      decay_rate=float(tr.get("lr_decay", 1.0)))
-  model.compile(optimizer=tf.keras.optimizers.Adam(schedule),
-                run_eagerly=bool(tr.get("run_eagerly", False)))
-  epochs = max(1, int(tr.get("epochs", 10)))
-  steps = int(tr["steps"])
-  per_epoch = max(1, math.ceil(steps / epochs))
-  history = model.fit(train_ds, epochs=math.ceil(steps / per_epoch),
-                      steps_per_epoch=per_epoch, verbose=2)
-  heldout = model.evaluate(eval_ds, verbose=0, return_dict=True)
-  info = {"train_bits_per_dim": float(history.history["bits_per_dim"][-1]),
-          "heldout_bits_per_dim": float(heldout["bits_per_dim"]),
-          "steps": per_epoch * math.ceil(steps / per_epoch)}
-  log(f"PixelCNN: train {info['train_bits_per_dim']:.3f} bits/dim (last "
-      f"epoch), held-out {info['heldout_bits_per_dim']:.3f} bits/dim")
-  return model, info
+  tr = cfg.train
+  size = cfg.image_size
+
+  def data(start):
+    return images.random_crops(train_files, size, tr.batch_size, tr.seed,
+                               start)
+
+  def build():
+    model = models.build_density_model(
+        "pixelcnn", image_shape=(size, size, 3), seed=tr.seed,
+        **dataclasses.asdict(cfg.pixelcnn))
+    model.initialize(next(iter(data(0))))  # Weight-norm data-dependent init.
+    return model
+
+  per_epoch = max(1, math.ceil(tr.steps / max(1, tr.epochs)))
+  result = training.fit(
+      build, data, training.TrainSpec(
+          batchsize=tr.batch_size, epochs=math.ceil(tr.steps / per_epoch),
+          steps_per_epoch=per_epoch, learning_rate=tr.learning_rate,
+          lr_schedule="exponential", lr_floor=tr.lr_decay, seed=tr.seed,
+          run_eagerly=tr.run_eagerly, train_dir=train_dir,
+          progress=progress))
+  eval_ds = images.center_crops(eval_files, size, tr.batch_size)
+  heldout = result.model.evaluate(eval_ds, verbose=0, return_dict=True)
+  result.final_metrics["heldout_bits_per_dim"] = float(
+      heldout["bits_per_dim"])
+  log(f"PixelCNN: train {result.final_metrics['bits_per_dim']:.3f} bits/dim "
+      f"(last epoch), held-out {heldout['bits_per_dim']:.3f} bits/dim")
+  return result
 
 
 def _log_probs(model, x: np.ndarray, batch_size: int,
@@ -159,9 +228,9 @@ def _log_probs(model, x: np.ndarray, batch_size: int,
 
 def _distances(x, xn, cfg):
   from tfc_perception import distances  # pylint: disable=g-import-not-at-top
-  ms = distances.ms_ssim(x, xn, num_scales=int(cfg["msssim_num_scales"]))
-  nl = distances.nlpd(x, xn, num_levels=int(cfg["nlpd_num_levels"]),
-                      variant=cfg["nlpd_variant"])
+  ms = distances.ms_ssim(x, xn, num_scales=int(cfg.msssim_num_scales))
+  nl = distances.nlpd(x, xn, num_levels=int(cfg.nlpd_num_levels),
+                      variant=cfg.nlpd_variant)
   rmse = np.sqrt(distances.mse(x, xn).numpy().astype(np.float64))
   return (nl.numpy().astype(np.float64), 1.0 - ms.numpy().astype(np.float64),
           rmse)
@@ -173,30 +242,33 @@ def run(ctx: runner.RunContext) -> Dict:
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
   from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
-  cfg = dict(ctx.config)
-  size = int(cfg["image_size"])
-  sigmas = [float(s) for s in cfg["sigmas"]]
+  cfg = ctx.config
+  size = cfg.image_size
+  sigmas = [float(s) for s in cfg.sigmas]
   if not sigmas or min(sigmas) <= 0:
-    raise ValueError(f"sigmas must be positive, got {cfg['sigmas']}.")
-  if cfg.get("msssim_num_scales") is None:
-    cfg["msssim_num_scales"] = distances.ms_ssim_max_scales(size)
-  if cfg.get("nlpd_num_levels") is None:
-    cfg["nlpd_num_levels"] = distances.nlpd_max_levels(size,
-                                                       cfg["nlpd_variant"])
-  data = _images.resolve_data(cfg["images"])
+    raise ValueError(f"sigmas must be positive, got {cfg.sigmas}.")
+  # None: the most scales / levels that fit the images.
+  cfg = dataclasses.replace(
+      cfg, msssim_num_scales=cfg.msssim_num_scales or
+      distances.ms_ssim_max_scales(size), nlpd_num_levels=(
+          cfg.nlpd_num_levels or distances.nlpd_max_levels(
+              size, cfg.nlpd_variant)))
+  data = _images.resolve_data(cfg.images)
   files = images.list_images(data)
   train_files, eval_files = _images.split_files(
-      files, int(cfg["num_eval"]), int(cfg["num_train"]),
-      int(cfg["split_seed"]))
+      files, int(cfg.num_eval), int(cfg.num_train),
+      int(cfg.split_seed))
   ctx.log(f"{len(train_files)} training / {len(eval_files)} held-out images "
           f"from {data}")
 
-  key = {"kind": "pixelcnn", "pixelcnn": cfg["pixelcnn"],
-         "train": cfg["train"], "image_size": size, "images": cfg["images"],
-         "train_files": len(train_files), "split_seed": cfg["split_seed"],
-         "num_eval": cfg["num_eval"]}
+  key = {"kind": "pixelcnn", "pixelcnn": dataclasses.asdict(cfg.pixelcnn),
+         "train": dataclasses.asdict(cfg.train), "image_size": size,
+         "images": cfg.images,
+         "train_files": len(train_files), "split_seed": cfg.split_seed,
+         "num_eval": cfg.num_eval}
   model = ctx.cached_model(
-      key, lambda: train_pixelcnn(train_files, eval_files, cfg, ctx.log),
+      key, lambda train_dir: train_pixelcnn(
+          train_files, eval_files, cfg, ctx.log, train_dir, ctx.verbose),
       save_fn=models.save_density_model, load_fn=models.load_density_model,
       label="pixelcnn")
 
@@ -208,15 +280,15 @@ def run(ctx: runner.RunContext) -> Dict:
   eval_files = [f for f, _ in loaded]
   x = np.stack([im[:size, :size] for _, im in loaded])
   t0 = time.perf_counter()
-  bs = min(int(cfg["eval_batch_size"]), len(x))
-  eager = bool(cfg["train"].get("run_eagerly", False))
+  bs = min(int(cfg.eval_batch_size), len(x))
+  eager = cfg.train.run_eagerly
   log_p_x = _log_probs(model, x, bs, eager)
   dims = float(np.prod(x.shape[1:]))
   heldout_bpd = float(np.mean(-log_p_x / (dims * math.log(2.0))))
   summary_rows = [_summary_row(0.0, log_p_x, dims)]
   rows = []
   for k, s in enumerate(sigmas):
-    xn = noisy_images(x, s, seed=int(cfg["noise_seed"]) * 1000 + k)
+    xn = noisy_images(x, s, seed=int(cfg.noise_seed) * 1000 + k)
     log_p_n = _log_probs(model, xn, bs, eager)
     nl, ms, rmse = _distances(x, xn, cfg)
     delta = rmse  # ||Δx|| as the RMSE of the actual (rounded, clipped) Δx.
@@ -241,13 +313,13 @@ def run(ctx: runner.RunContext) -> Dict:
   _figure8(ctx, plotting, log_p_x, rows, sigmas)
 
   results = {
-      "data": (f"{cfg['images']} ({len(train_files)} training, {len(x)} "
+      "data": (f"{cfg.images} ({len(train_files)} training, {len(x)} "
                "held-out images)"),
-      "data_note": cfg["data_note"],
+      "data_note": cfg.data_note,
       "heldout_bits_per_dim": heldout_bpd,
-      "msssim_num_scales": int(cfg["msssim_num_scales"]),
-      "nlpd_num_levels": int(cfg["nlpd_num_levels"]),
-      "nlpd_variant": cfg["nlpd_variant"],
+      "msssim_num_scales": int(cfg.msssim_num_scales),
+      "nlpd_num_levels": int(cfg.nlpd_num_levels),
+      "nlpd_variant": cfg.nlpd_variant,
       "num_eval_images": int(len(x)),
       "eval_seconds": round(eval_seconds, 2),
       "spearman": {f"sigma_{r['sigma']:g}": {
@@ -307,7 +379,7 @@ def _figure6(ctx, plotting, table):
 
 
 def _figure7(ctx, plotting, rows, sigmas, cfg):
-  shown = [s for s in (float(v) for v in cfg["scatter_sigmas"]) if s in sigmas]
+  shown = [s for s in (float(v) for v in cfg.scatter_sigmas) if s in sigmas]
   if not shown:
     return
   fig, axes = plotting.subplots(len(shown), 2, size=(3.4, 2.9))
@@ -365,44 +437,40 @@ _DATA_NOTE = ("JPEG-compressed CIFAR-10 test images (IJG quality ~75; lossy, "
               "and held-out sets; the paper used a PixelCNN++ trained on "
               "CIFAR-10's training set.")
 
-_COMMON = {
-    "images": "shared:cifar10-test-jpeg/test",
-    "data_note": _DATA_NOTE,
-    "image_size": 32,
-    "split_seed": 0,
-    "sigmas": list(SIGMAS),
-    "scatter_sigmas": [1, 50],
-    "noise_seed": 1,
-    "msssim_num_scales": None,   # None: the most that fit (2 for 32x32).
-    "nlpd_num_levels": None,     # None: the most that fit (4 for 32x32).
-    "nlpd_variant": "laparra2016",
-    "eval_batch_size": 50,
-}
+_COMMON = dict(
+    images="shared:cifar10-test-jpeg/test", data_note=_DATA_NOTE,
+    image_size=32, split_seed=0, sigmas=SIGMAS, scatter_sigmas=(1, 50),
+    noise_seed=1,
+    msssim_num_scales=None,   # None: the most that fit (2 for 32x32).
+    nlpd_num_levels=None,     # None: the most that fit (4 for 32x32).
+    nlpd_variant="laparra2016", eval_batch_size=50)
 
 CONFIGS = {
-    "tiny": dict(
-        _COMMON, num_train=48, num_eval=12, sigmas=[1, 10, 50],
-        pixelcnn={"num_resnet": 1, "num_hierarchies": 2, "num_filters": 8,
-                  "num_logistic_mix": 2, "dropout_p": 0.0,
-                  "use_weight_norm": False},
-        train={"steps": 4, "batch_size": 8, "learning_rate": 2e-3,
-               "lr_decay": 1.0, "epochs": 1, "seed": 0,
-               "run_eagerly": True}),
-    "quick": dict(
+    "tiny": Config(**dict(
+        _COMMON, num_train=48, num_eval=12, sigmas=(1, 10, 50),
+        pixelcnn=PixelCNNArch(num_resnet=1, num_hierarchies=2, num_filters=8,
+                              num_logistic_mix=2, dropout_p=0.0,
+                              use_weight_norm=False),
+        train=PixelCNNTrain(steps=4, batch_size=8, learning_rate=2e-3,
+                            lr_decay=1.0, epochs=1, seed=0,
+                            run_eagerly=True))),
+    "quick": Config(**dict(
         _COMMON, num_train=0, num_eval=500,
-        pixelcnn={"num_resnet": 1, "num_hierarchies": 2, "num_filters": 32,
-                  "num_logistic_mix": 5, "dropout_p": 0.0},
-        train={"steps": 400, "batch_size": 32, "learning_rate": 2e-3,
-               "lr_decay": 0.3, "epochs": 4, "seed": 0,
-               "run_eagerly": False}),
-    "paper": dict(
+        pixelcnn=PixelCNNArch(num_resnet=1, num_hierarchies=2,
+                              num_filters=32, num_logistic_mix=5,
+                              dropout_p=0.0),
+        train=PixelCNNTrain(steps=400, batch_size=32, learning_rate=2e-3,
+                            lr_decay=0.3, epochs=4, seed=0,
+                            run_eagerly=False))),
+    "paper": Config(**dict(
         _COMMON, num_train=0, num_eval=1000,
         # tfp's defaults = the CIFAR-10 model of Salimans et al. (2017).
-        pixelcnn={"num_resnet": 5, "num_hierarchies": 3, "num_filters": 160,
-                  "num_logistic_mix": 10, "dropout_p": 0.5},
-        train={"steps": 200000, "batch_size": 16, "learning_rate": 1e-3,
-               "lr_decay": 0.1, "epochs": 100, "seed": 0,
-               "run_eagerly": False}),
+        pixelcnn=PixelCNNArch(num_resnet=5, num_hierarchies=3,
+                              num_filters=160, num_logistic_mix=10,
+                              dropout_p=0.5),
+        train=PixelCNNTrain(steps=200000, batch_size=16, learning_rate=1e-3,
+                            lr_decay=0.1, epochs=100, seed=0,
+                            run_eagerly=False))),
 }
 
 runner.register_experiment(

@@ -9,10 +9,11 @@ The density models (PixelCNN++, the DAE) are not codecs; they have their own
 registry, `density` (`build_density_model`, `save_density_model`,
 `load_density_model`). Both are trained by `tfc_perception.training.fit`.
 
-    model = build_model("factorized", quality=3, distortion="mse")
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
-    model.fit(dataset, epochs=..., steps_per_epoch=...)
-    save_model(model, "runs/fp3")
+    result = training.fit(
+        lambda: build_model("factorized", quality=3, distortion="mse"),
+        lambda start: images.random_crops(files, 256, 8, 0, start),
+        TrainSpec(epochs=10, steps_per_epoch=1000, train_dir="runs/fp3"))
+    save_model(result.model, "runs/fp3-model")
     model = load_model("runs/fp3")          # compresses immediately
     strings, x_shape, y_shape = model.compress(images_uint8)
     images = model.decompress(strings, x_shape, y_shape)

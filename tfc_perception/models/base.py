@@ -56,6 +56,23 @@ def canonical_distortion(name) -> str:
   return registry.canonical(name, "distortion")
 
 
+# Folded into the training-noise seeds, so that they never equal the
+# (seed, step) keys of the data streams (tfc_perception.data): a Gaussian
+# source sampled with key (s, i) and Gaussian noise drawn with the same key
+# would be the same numbers.
+_NOISE_SALT = 0x6E6F6973
+
+
+def noise_seed(seed: int, step) -> tf.Tensor:
+  """The stateless seed ([2] int64) of the training noise of step `step` of
+  a run seeded `seed`, with the tf.distribute replica folded in."""
+  key = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
+  key = tf.random.experimental.stateless_fold_in(key, _NOISE_SALT)
+  context = tf.distribute.get_replica_context()
+  replica = 0 if context is None else context.replica_id_in_sync_group
+  return tf.random.experimental.stateless_fold_in(key, replica)
+
+
 class _MissingDensity:
   """Stands in for `density_fn` on a model loaded without one: calling it
   (i.e. training/evaluating a density-weighted distortion) is a clear error."""
@@ -224,11 +241,7 @@ class CompressionModel(tf.keras.Model):
     (training_seed, optimizer step) and, under tf.distribute, the replica.
     The noise is stateless, so a run resumed at any step draws exactly the
     noise of an uninterrupted run."""
-    step = tf.cast(self.optimizer.iterations, tf.int64)
-    seed = tf.stack([tf.constant(self.training_seed, tf.int64), step])
-    context = tf.distribute.get_replica_context()
-    replica = 0 if context is None else context.replica_id_in_sync_group
-    return tf.random.experimental.stateless_fold_in(seed, replica)
+    return noise_seed(self.training_seed, self.optimizer.iterations)
 
   def train_step(self, data):
     """One optimizer step on Eq. 3, L = R + lambda * D."""

@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tfc_perception.models import base
+
 __all__ = ["DenoisingAutoencoder"]
 
 
@@ -101,8 +103,7 @@ class DenoisingAutoencoder(tf.keras.Model):
   def train_step(self, data):
     # The corruption is stateless, a function of (training_seed, step): a
     # resumed run draws the noise of an uninterrupted one.
-    seed = tf.stack([tf.constant(self.training_seed, tf.int64),
-                     tf.cast(self.optimizer.iterations, tf.int64)])
+    seed = base.noise_seed(self.training_seed, self.optimizer.iterations)
     with tf.GradientTape() as tape:
       loss = self._loss(data, True, seed)
     grads = tape.gradient(loss, self.f.trainable_variables)
