@@ -101,3 +101,20 @@ def test_dae_training_reduces_denoising_error():
   # Identity has error σ² = 0.25; the optimum σ²/(1+σ²) = 0.2.
   assert before == pytest.approx(0.25, rel=0.1)
   assert after < 0.22
+
+
+def test_cli_trains_the_dae(tmp_path):
+  """bin/reproduce dae (absl's app.run) builds and trains the DAE: its
+  weights must not be created inside a traced graph."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+  out = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "bin", "reproduce"), "dae",
+       "--config", "tiny", "--output", str(tmp_path), "--set", "steps=200",
+       "--set", "pdfs=[\"gaussian\"]", "--set", "grid_points=51", "--quiet"],
+      capture_output=True, text=True, env=env, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  models = pd.read_csv(tmp_path / "dae" / "models.csv")
+  assert list(models.source) == ["trained"]

@@ -74,7 +74,12 @@ class DenoisingAutoencoder(tf.keras.Model):
         name="residual")
     self.training_seed = 0 if seed is None else int(seed)
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
-    self.build((None, self.dims))
+    # Create the weights now (save/load, checkpoints). Building the
+    # Sequential directly, not through Model.build: that traces `call` in a
+    # graph, and under absl's app.run (bin/reproduce) the weights were then
+    # created inside that graph, unusable afterwards.
+    self.f.build((None, self.dims))
+    self.built = True
 
   def call(self, x, training=False):
     """r(x) = x + f(x). x: float [N, dims]; returns [N, dims]."""
