@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import shared_path
+from conftest import kodak_image
 from tfc_perception import models
 from tfc_perception.models import softquant
 
 
 def _kodak():
-  data = tf.io.read_file(shared_path("kodak", "kodim01.png"))
-  return tf.io.decode_png(data, channels=3).numpy()
+  """kodim01, or a synthetic photo of its size without ../shared."""
+  return kodak_image("kodim01.png")
 
 
 def _crops(image, size, count, seed):
