@@ -109,9 +109,7 @@ def model_outputs(model, x, max_val: Optional[float] = None,
     if not callable(getattr(model, attr, None)):
       raise TypeError(f"model must implement the common interface "
                       f"(analysis, quantize, synthesis); it lacks {attr!r}.")
-  if not isinstance(pad_multiple, int) or pad_multiple < 1:
-    raise ValueError(f"pad_multiple must be an integer >= 1, got "
-                     f"{pad_multiple!r}.")
+  _validation.check_int(pad_multiple, "pad_multiple", 1)
   xf, is_image = _prepare(x, "x", max_val)
   inp = xf
   raw = x if isinstance(x, tf.Tensor) else (
@@ -252,9 +250,7 @@ def induced_distances(model, x1, x2, base: Base = "mse",
   n = int(a1.shape[0])
   if batch_size is None:
     batch_size = n
-  if not isinstance(batch_size, int) or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive integer or None, got "
-                     f"{batch_size!r}.")
+  batch_size = _validation.check_int(batch_size, "batch_size", 1)
   # Inputs are already in [0, 1] (images) or raw (vectors).
   mv = 1.0 if is_image1 else None
   uint8 = [tf.convert_to_tensor(x) for x in (x1, x2)]

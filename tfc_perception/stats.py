@@ -27,6 +27,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
+from tfc_perception import _checks
+
 __all__ = ["vqeg_logistic", "fit_logistic", "correlations",
            "correlation_rows", "spearman", "pearson"]
 
@@ -223,9 +225,7 @@ def correlations(scores, mos, lower_is_better: bool,
   if not isinstance(lower_is_better, (bool, np.bool_)):
     raise TypeError("lower_is_better must be True (distances) or False "
                     f"(similarities), got {lower_is_better!r}.")
-  if not (isinstance(n_bootstrap, (int, np.integer)) and n_bootstrap >= 0):
-    raise ValueError(f"n_bootstrap must be an integer >= 0, got "
-                     f"{n_bootstrap!r}.")
+  n_bootstrap = _checks.check_int(n_bootstrap, "n_bootstrap", 0)
   if not 0.0 < float(confidence) < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
   if types is not None:

@@ -64,10 +64,8 @@ def _power_factors(num_scales, power_factors):
     return factors
   if num_scales is None:
     return DEFAULT_POWER_FACTORS
-  if (isinstance(num_scales, bool) or not isinstance(num_scales, (int, np.integer))
-      or not 1 <= num_scales <= len(DEFAULT_POWER_FACTORS)):
-    raise ValueError(f"num_scales must be an integer in 1..5, got "
-                     f"{num_scales!r} (pass power_factors for other weights).")
+  num_scales = _validation.check_int(num_scales, "num_scales", 1,
+                                     len(DEFAULT_POWER_FACTORS))
   if num_scales == len(DEFAULT_POWER_FACTORS):
     return DEFAULT_POWER_FACTORS
   head = DEFAULT_POWER_FACTORS[:num_scales]
@@ -156,10 +154,7 @@ def ms_ssim(x, y, max_val: Optional[float] = None,
   is_uint8 = getattr(x, "dtype", None) in (np.uint8, tf.uint8)
   x, y, max_val = _common.prepare_pair(x, y, max_val)
   factors = _power_factors(num_scales, power_factors)
-  if (isinstance(filter_size, bool) or not isinstance(filter_size, (int, np.integer))
-      or filter_size < 1):
-    raise ValueError(f"filter_size must be a positive integer, got "
-                     f"{filter_size!r}.")
+  filter_size = _validation.check_int(filter_size, "filter_size", 1)
   filter_sigma = _validation.check_positive(filter_sigma, "filter_sigma")
   k1 = _validation.check_positive(k1, "k1")
   k2 = _validation.check_positive(k2, "k2")

@@ -364,11 +364,7 @@ def nlpd(x, y, max_val: Optional[float] = None, variant: str = "laparra2016",
     color = "rgb2gray" if variant == "laparra2016" else "per_channel"
   _validation.check_choice(color, "NLPD colour mode", COLOR_MODES)
   max_levels = 6 if variant == "laparra2016" else None
-  if (isinstance(num_levels, bool) or not isinstance(num_levels, (int, np.integer))
-      or num_levels < 1 or (max_levels and num_levels > max_levels)):
-    raise ValueError(
-        f"num_levels must be an integer in 1..{max_levels or 'inf'} for "
-        f"{variant}, got {num_levels!r}.")
+  num_levels = _validation.check_int(num_levels, "num_levels", 1, max_levels)
   x, y, max_val = _common.prepare_pair(x, y, max_val)
   channels = x.shape[-1]
   if color == "rgb2gray" and channels not in (1, 3, None):

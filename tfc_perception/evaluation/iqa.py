@@ -538,16 +538,10 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   from tfc_perception import _validation  # pylint: disable=g-import-not-at-top
   _validation.check_choice(latent, "latent", ("unquantized", "quantized"))
   _validation.check_choice(figure_metric, "figure_metric", FIGURE_METRICS)
-  if not isinstance(batch_size, int) or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive integer, got "
-                     f"{batch_size!r}.")
-  if (isinstance(msssim_scales, bool) or not isinstance(msssim_scales, int)
-      or not 1 <= msssim_scales <= 5):
-    raise ValueError(f"msssim_scales must be an integer in 1..5, got "
-                     f"{msssim_scales!r}.")
-  if limit is not None and (not isinstance(limit, int) or limit < 1):
-    raise ValueError(f"limit must be None or a positive integer, got "
-                     f"{limit!r}.")
+  _validation.check_int(batch_size, "batch_size", 1)
+  _validation.check_int(msssim_scales, "msssim_scales", 1, 5)
+  if limit is not None:
+    _validation.check_int(limit, "limit", 1)
   baseline_names = [n for n in names if n not in INDUCED]
   induced_names = [n for n in names if n in INDUCED]
   if induced_names and not (models or loaded_models):

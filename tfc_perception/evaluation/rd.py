@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from tfc_perception import _checks
 from tfc_perception import _io
 from tfc_perception.data import image_io
 from tfc_perception.data import iqa as iqa_data
@@ -82,9 +83,7 @@ def list_images(data, limit: Optional[int] = None) -> List[str]:
   if not files:
     raise FileNotFoundError(f"no images ({', '.join(_EXTS)}) found at {data}.")
   if limit is not None:
-    if not isinstance(limit, int) or limit < 1:
-      raise ValueError(f"limit must be a positive integer, got {limit!r}.")
-    files = files[:limit]
+    files = files[:_checks.check_int(limit, "limit", 1)]
   return files
 
 

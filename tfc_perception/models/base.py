@@ -170,9 +170,7 @@ class CompressionModel(tf.keras.Model):
     self._distortion_loss = distortion_loss(
         self.distortion, self.is_image_model, density_fn)
     if seed is not None:
-      if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}.")
-      tf.keras.utils.set_random_seed(int(seed))
+      tf.keras.utils.set_random_seed(_validation.check_int(seed, "seed", 0))
     self.seed = None if seed is None else int(seed)
     # Seed of the training noise (see _step_seed); the trainer sets it to
     # the run's seed.

@@ -114,9 +114,7 @@ class PixelCNN(tf.keras.Model):
           f"divisible by 2**(num_hierarchies - 1) = {factor}.")
 
     if seed is not None:
-      if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}.")
-      tf.keras.utils.set_random_seed(int(seed))
+      tf.keras.utils.set_random_seed(_validation.check_int(seed, "seed", 0))
     self.seed = None if seed is None else int(seed)
     self._config = dict(
         image_shape=list(image_shape), num_resnet=num_resnet,
