@@ -119,6 +119,8 @@ class TrainResult:
     export: path of the exported model (`train` only).
     manifest: path of the run manifest JSON (`train` only).
     wall_time_s: seconds spent in this invocation.
+    writes_outputs: whether this process writes the run's files (always, for
+      the single-machine strategies; see `_writes_outputs`).
   """
   model: Any
   history: List[Dict[str, float]]
@@ -131,6 +133,7 @@ class TrainResult:
   export: Optional[str] = None
   manifest: Optional[str] = None
   wall_time_s: float = 0.0
+  writes_outputs: bool = True
 
   @property
   def resumed(self) -> bool:
@@ -750,7 +753,8 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
     return TrainResult(model=model, history=history, final_metrics=final,
                        initial_step=start, global_step=step,
                        num_replicas=replicas, train_dir=files.dir,
-                       curves=curves, wall_time_s=time.time() - t0)
+                       curves=curves, wall_time_s=time.time() - t0,
+                       writes_outputs=_writes_outputs(strategy))
   finally:
     tf.keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -1060,8 +1064,11 @@ def train(spec: Union[TrainSpec, Dict[str, Any]],
   result = _fit(_model_factory(spec, density),
                 lambda start: _train_dataset(spec, image, start), spec,
                 _validation_dataset(spec, image), callbacks, None)
-  models.save_model(result.model, export, overwrite=overwrite)
   manifest_path = export.rstrip(os.sep) + ".manifest.json"
+  result.export, result.manifest = export, manifest_path
+  if not result.writes_outputs:
+    return result
+  models.save_model(result.model, export, overwrite=overwrite)
   manifest = _io.make_manifest(
       spec.to_dict(), wall_time_s=time.time() - t0,
       final_metrics=result.final_metrics,
@@ -1072,5 +1079,4 @@ def train(spec: Union[TrainSpec, Dict[str, Any]],
       train_dir=train_dir, export=export, curves=result.curves,
       history=result.history)
   _io.write_json(manifest_path, manifest)
-  result.export, result.manifest = export, manifest_path
   return result
