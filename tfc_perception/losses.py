@@ -118,32 +118,41 @@ class PSNR(_DistanceLoss):
         tf.math.log(10.0))
 
 
+class _VectorLoss(tf.keras.losses.Loss):
+  """A distance of any-rank float inputs (no max_val), as a loss."""
+
+  _distance = None  # The distances function, set by subclasses.
+
+  def __init__(self, reduction=tf.keras.losses.Reduction.AUTO, name=None):
+    super().__init__(reduction=reduction, name=name)
+
+  def call(self, y_true, y_pred):
+    return type(self)._distance(tf.cast(y_true, tf.float32),
+                                tf.cast(y_pred, tf.float32))
+
+
 @tf.keras.saving.register_keras_serializable(_PACKAGE)
-class SquaredError(tf.keras.losses.Loss):
+class SquaredError(_VectorLoss):
   """||y_true - y_pred||² per example, summed over all non-batch axes
   (`distances.squared_error`; the distortion of the 2-D models, Sec. 3)."""
+
+  _distance = staticmethod(distances.squared_error)
 
   def __init__(self, reduction=tf.keras.losses.Reduction.AUTO,
                name="squared_error"):
     super().__init__(reduction=reduction, name=name)
 
-  def call(self, y_true, y_pred):
-    return distances.squared_error(tf.cast(y_true, tf.float32),
-                                   tf.cast(y_pred, tf.float32))
-
 
 @tf.keras.saving.register_keras_serializable(_PACKAGE)
-class Euclidean(tf.keras.losses.Loss):
+class Euclidean(_VectorLoss):
   """||y_true - y_pred||₂ per example over all non-batch axes
   (`distances.euclidean`)."""
+
+  _distance = staticmethod(distances.euclidean)
 
   def __init__(self, reduction=tf.keras.losses.Reduction.AUTO,
                name="euclidean"):
     super().__init__(reduction=reduction, name=name)
-
-  def call(self, y_true, y_pred):
-    return distances.euclidean(tf.cast(y_true, tf.float32),
-                               tf.cast(y_pred, tf.float32))
 
 
 @tf.keras.saving.register_keras_serializable(_PACKAGE)

@@ -33,13 +33,17 @@ __all__ = ["vqeg_logistic", "fit_logistic", "correlations",
            "correlation_rows", "spearman", "pearson"]
 
 
-def _pair(a, b):
+def _test(scipy_test, a, b):
+  """(statistic, p) of a scipy correlation test; (nan, nan) for fewer than 3
+  points or a constant sample."""
   a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
   if a.size != b.size:
     raise ValueError(f"a and b must have the same length; got {a.size} and "
                      f"{b.size}.")
-  degenerate = a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0
-  return a, b, degenerate
+  if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+    return math.nan, math.nan
+  r = scipy_test(a, b)
+  return float(r.statistic), float(r.pvalue)
 
 
 def spearman(a, b):
@@ -53,11 +57,7 @@ def spearman(a, b):
   Raises:
     ValueError: different lengths.
   """
-  a, b, degenerate = _pair(a, b)
-  if degenerate:
-    return math.nan, math.nan
-  r = sps.spearmanr(a, b)
-  return float(r.statistic), float(r.pvalue)
+  return _test(sps.spearmanr, a, b)
 
 
 def pearson(a, b):
@@ -67,11 +67,7 @@ def pearson(a, b):
   Raises:
     ValueError: different lengths.
   """
-  a, b, degenerate = _pair(a, b)
-  if degenerate:
-    return math.nan, math.nan
-  r = sps.pearsonr(a, b)
-  return float(r.statistic), float(r.pvalue)
+  return _test(sps.pearsonr, a, b)
 
 
 def vqeg_logistic(s, b1, b2, b3, b4, b5):
