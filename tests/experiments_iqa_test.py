@@ -112,12 +112,16 @@ def test_iqa_config_errors(tmp_path, tid_root, kodak_like):
     runner.run_experiment("iqa", "tiny", str(tmp_path),
                           overrides={"distances": ["psnr", "msssim"]},
                           verbose=False)
-  # Overrides are type-checked against the typed config.
-  with pytest.raises(ValueError, match="distances must be a list of "
-                     "strings, got 'psnr,msssim'"):
+  # Overrides are type-checked against the typed config ("a,b" is a list
+  # of strings too).
+  with pytest.raises(ValueError, match="induced distance"):
     runner.run_experiment("iqa", "tiny", str(tmp_path),
                           overrides={"distances": "psnr,msssim"},
                           verbose=False)
+  with pytest.raises(ValueError, match="distances must be a list of "
+                     "strings, got 5"):
+    runner.run_experiment("iqa", "tiny", str(tmp_path),
+                          overrides={"distances": 5}, verbose=False)
   with pytest.raises(ValueError, match="models must be one of"):
     runner.run_experiment("iqa", "tiny", str(tmp_path),
                           overrides={"models": "downloaded",

@@ -152,8 +152,10 @@ def _blocks(n, size, seed):
 @pytest.mark.slow
 def test_a_larger_lambda_gives_lower_distortion_and_higher_rate():
   # Eq. 3: lambda trades rate for distortion. Two tiny models, identical but
-  # for lambda, after the same short training (250 Adam steps) on the same
-  # data; R and D measured independently on held-out images.
+  # for lambda, after the same short training (500 Adam steps) on the same
+  # data; R and D measured independently on held-out images. (At 250 steps
+  # the distortion ratio still depended on the draw of the training noise:
+  # 0.40-0.71 over construction seeds 0-2; at 500 steps 0.20-0.34.)
   train = _blocks(64, 32, seed=7)
   held_out = _blocks(8, 64, seed=8)
   results = {}
@@ -162,7 +164,7 @@ def test_a_larger_lambda_gives_lower_distortion_and_higher_rate():
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
     ds = tf.data.Dataset.from_tensor_slices(train).shuffle(
         64, seed=0).batch(8).repeat()
-    model.fit(ds, epochs=1, steps_per_epoch=250, verbose=0)
+    model.fit(ds, epochs=1, steps_per_epoch=500, verbose=0)
     rate, mse, _ = _independent_rd(model, held_out)
     results[lmbda] = rate.mean(), mse.mean()
   (r_lo, d_lo), (r_hi, d_hi) = results[1e-5], results[0.03]

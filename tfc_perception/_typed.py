@@ -8,7 +8,8 @@ errors that name the field and say what it accepts.
 
 Supported annotations: int, float (ints are accepted and converted), str,
 bool, Any, Optional[X], Tuple[X, ...] (lists are accepted and stored as
-tuples, so configs stay immutable), Dict[str, X] and nested dataclasses.
+tuples, so configs stay immutable; a list of strings may also be given as
+"a,b,c"), Dict[str, X] and nested dataclasses.
 """
 
 import dataclasses
@@ -105,6 +106,9 @@ def check_value(value, annotation, name: str):
       raise bad
     return value
   if origin in (tuple, list):
+    if isinstance(value, str) and args and args[0] is str:
+      # "a,b,c" for a list of strings (as absl's list flags take it).
+      value = [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(
         value, (list, tuple)):
       raise bad
