@@ -159,19 +159,32 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
                              rtol=1e-4, atol=1e-7)
 
   # An interrupted run: the first model's pair cache and a third of its
-  # latents/reconstructions are gone. The re-run recomputes those only and
-  # reproduces every number.
+  # latents/reconstructions are gone; and corrupt cache files: the second
+  # model's rate record and one of its .npz cut short, the baselines' pair
+  # cache overwritten. The re-run recomputes those only, warning once per
+  # corrupt file, and reproduces every number.
   cache = os.path.join(out, "cache", "models")
   npz = sorted(os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs
                if f.endswith(".npz"))
   assert len(npz) == 2 * (30 + 3)  # every image once per model
   first = [d for d in os.listdir(cache) if d.startswith(names[0] + "-")]
-  assert len(first) == 1
+  second = [d for d in os.listdir(cache) if d.startswith(names[1] + "-")]
+  assert len(first) == len(second) == 1
   os.remove(os.path.join(cache, first[0], "pairs-mse-unquantized.json"))
   dropped = sorted(f for f in os.listdir(os.path.join(cache, first[0]))
                    if f.endswith(".npz"))[::3]
   for f in dropped:
     os.remove(os.path.join(cache, first[0], f))
+  corrupt = [os.path.join(cache, second[0], "rate.json"),
+             os.path.join(cache, second[0], "pairs-mse-unquantized.json"),
+             sorted(f for f in npz if second[0] in f)[0]]
+  corrupt += [os.path.join(out, "cache", f) for f in
+              os.listdir(os.path.join(out, "cache"))
+              if f.startswith("baselines")]
+  assert len(corrupt) == 4
+  for f in corrupt:
+    with open(f, "r+b") as fh:
+      fh.truncate(os.path.getsize(f) // 2)
   out_resumed = str(setup["base"] / "out_resumed")
   proc = _run(args[:args.index("--output") + 1] + [out_resumed] +
               args[args.index("--output") + 2:] +
@@ -179,6 +192,9 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
   assert proc.returncode == 0, proc.stderr[-3000:]
   pd.testing.assert_frame_equal(
       pd.read_csv(os.path.join(out_resumed, "pairs.csv")), pairs)
+  warned = [l for l in proc.stderr.splitlines() if "is corrupt" in l]
+  assert sorted(l.split("cache file ")[1].split(" is corrupt")[0]
+                for l in warned) == sorted(corrupt), proc.stderr[-3000:]
   assert all(os.path.exists(os.path.join(cache, first[0], f))
              for f in dropped)
 

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import warnings
 from typing import Tuple
 
 import numpy as np
@@ -177,3 +178,134 @@ def test_broken_experiment_module_does_not_hide_the_others(monkeypatch,
 def test_report_tables_escape_pipes():
   table = runner._md_table({"ρ(|dev|, p)": [0.5, -0.25]})  # pylint: disable=protected-access
   assert "| ρ(\\|dev\\|, p) | [0.5, -0.25] |" in table.splitlines()
+
+
+# --- the model cache after a crash, and with corrupt entries ---------------
+
+_KEY = {"kind": "line", "slope": 3}
+
+
+def _context(cache_dir):
+  exp = runner.Experiment("runner_test_cache", lambda ctx: {}, {})
+  return runner.RunContext(exp, None, os.path.join(cache_dir, "out"),
+                           os.path.join(cache_dir, "models"), verbose=False)
+
+
+def _cached(cache_dir, calls, value=3):
+  def train(train_dir):
+    del train_dir
+    calls.append(value)
+    return {"slope": value}, {"loss": 0.5}
+  ctx = _context(cache_dir)
+  model = ctx.cached_model(_KEY, train, save_fn=_save, load_fn=_load,
+                           label="line-3")
+  return model, ctx.model_records[-1]["source"]
+
+
+def _entry(cache_dir):
+  return os.path.join(cache_dir, "models", runner.config_hash(_KEY))
+
+
+_KILLED_AFTER_SAVE = """
+import os, signal, sys
+from tfc_perception import _io
+from tfc_perception.experiments import runner
+
+def save(model, path):
+  os.makedirs(path)
+  _io.write_json(os.path.join(path, "m.json"), model)
+  os.kill(os.getpid(), signal.SIGKILL)  # killed right after the model is saved
+
+exp = runner.Experiment("runner_test_cache", lambda ctx: {}, {})
+ctx = runner.RunContext(exp, None, os.path.join(sys.argv[1], "out"),
+                        os.path.join(sys.argv[1], "models"), verbose=False)
+ctx.cached_model({"kind": "line", "slope": 3},
+                 lambda train_dir: ({"slope": 3}, {"loss": 0.5}),
+                 save_fn=save, label="line-3")
+"""
+
+
+def test_kill_between_saving_the_model_and_done_json_retrains_with_warning(
+    tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  # A real SIGKILL in the middle of writing the cache entry, in a process
+  # that does not import TensorFlow (about a second).
+  proc = subprocess.run([sys.executable, "-c", _KILLED_AFTER_SAVE,
+                         str(tmp_path)], capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                            [os.getcwd()] + sys.path)), check=False)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr
+  calls = []
+  with pytest.warns(RuntimeWarning, match="incomplete.*retraining"):
+    model, source = _cached(str(tmp_path), calls)
+  assert (calls, model, source) == ([3], {"slope": 3}, "trained")
+  with warnings.catch_warnings(action="error"):  # now complete: loaded, without a warning
+    model, source = _cached(str(tmp_path), calls)
+  assert (calls, model, source) == ([3], {"slope": 3}, "cache")
+
+
+def test_entry_without_done_json_is_retrained_with_warning(tmp_path):
+  # What a kill left in the cache before done.json moved into the entry:
+  # the model and config saved, no done.json.
+  entry = _entry(str(tmp_path))
+  _save({"slope": -1}, os.path.join(entry, "model"))
+  _io.write_json(os.path.join(entry, "config.json"), _KEY)
+  calls = []
+  with pytest.warns(RuntimeWarning, match="incomplete"):
+    model, source = _cached(str(tmp_path), calls)
+  assert (calls, model, source) == ([3], {"slope": 3}, "trained")
+  assert _load(os.path.join(entry, "model")) == {"slope": 3}
+
+
+@pytest.mark.parametrize("damage", ["done_json", "model", "other_key",
+                                    "no_model"])
+def test_corrupt_cache_entry_is_retrained_with_warning(tmp_path, damage):
+  calls = []
+  _cached(str(tmp_path), calls)
+  entry = _entry(str(tmp_path))
+  if damage == "done_json":
+    with open(os.path.join(entry, "done.json"), "w") as f:
+      f.write('{"train_time_s": 1.0, "inf')  # cut short
+  elif damage == "model":
+    with open(os.path.join(entry, "model", "m.json"), "w") as f:
+      f.write("\x00\x00")
+  elif damage == "other_key":
+    meta = _io.read_json(os.path.join(entry, "done.json"))
+    _io.write_json(os.path.join(entry, "done.json"), dict(meta, key="0" * 16))
+  else:
+    os.remove(os.path.join(entry, "model", "m.json"))
+  with pytest.warns(RuntimeWarning, match="corrupt.*retraining"):
+    model, source = _cached(str(tmp_path), calls, value=4)
+  assert (calls, model, source) == ([3, 4], {"slope": 4}, "trained")
+  with warnings.catch_warnings(action="error"):
+    model, source = _cached(str(tmp_path), calls, value=5)
+  assert (calls, model, source) == ([3, 4], {"slope": 4}, "cache")
+
+
+def test_files_key_follows_the_bytes_and_reads_each_file_once(tmp_path,
+                                                             monkeypatch):
+  reads = []
+  real = _io.sha256_file
+  monkeypatch.setattr(_io, "sha256_file", lambda p: reads.append(p) or real(p))
+  a, b = tmp_path / "kodim01.png", tmp_path / "kodim02.png"
+  a.write_bytes(b"first image")
+  b.write_bytes(b"second image")
+  ctx = _context(str(tmp_path))
+  key = ctx.files_key([str(a), str(b)])
+  import hashlib  # pylint: disable=g-import-not-at-top
+  assert key == [["kodim01.png", 11, hashlib.sha256(b"first image").hexdigest()],
+                 ["kodim02.png", 12,
+                  hashlib.sha256(b"second image").hexdigest()]]
+  assert ctx.files_key([str(a), str(b)]) == key
+  assert len(reads) == 2  # each file read once in this run
+  a.write_bytes(b"other image")  # same name, same size, other bytes
+  os.utime(a, ns=(1, 1))
+  changed = ctx.files_key([str(a), str(b)])
+  assert changed[0][:2] == key[0][:2] and changed[0][2] != key[0][2]
+  assert changed[1] == key[1]
+  assert runner.config_hash({"files": changed}) != runner.config_hash(
+      {"files": key})
+  with pytest.raises(FileNotFoundError):
+    ctx.files_key([str(tmp_path / "missing.png")])

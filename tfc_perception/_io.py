@@ -11,6 +11,7 @@ other users can read a shared cache, models and results as usual.
 import contextlib
 import csv
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -26,6 +27,7 @@ __all__ = [
     "is_within",
     "check_output_path", "atomic_open", "write_bytes", "write_text", "write_json", "write_csv",
     "read_json", "library_versions", "git_commit", "make_manifest",
+    "sha256_file", "FileHashes",
 ]
 
 
@@ -216,6 +218,50 @@ def write_json(path, obj: Any, indent: int = 2) -> None:
 def read_json(path) -> Any:
   with open(path, "r", encoding="utf-8") as f:
     return json.load(f)
+
+
+def sha256_file(path) -> str:
+  """Hex sha256 of a file, read in 1 MiB blocks."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+class FileHashes:
+  """Content hashes of files, each file read once per instance (one per run).
+
+  A file is hashed again only if its size or modification time changed since
+  it was hashed, so a cache key built from `manifest` follows the bytes of
+  the files, not their names, at the cost of reading each file once.
+  """
+
+  def __init__(self):
+    self._memo = {}
+
+  def sha256(self, path) -> str:
+    """Hex sha256 of the file at `path`.
+
+    Raises:
+      FileNotFoundError: `path` does not exist.
+    """
+    path = os.path.realpath(os.fspath(path))
+    st = os.stat(path)
+    stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    if stamp not in self._memo:
+      self._memo[stamp] = sha256_file(path)
+    return self._memo[stamp]
+
+  def manifest(self, paths: Iterable[Any]) -> list:
+    """[[file name, size in bytes, sha256], ...] of `paths`, in their order:
+    what a model trained on these files depends on (a cache key part).
+
+    Raises:
+      FileNotFoundError: a path does not exist.
+    """
+    return [[os.path.basename(os.fspath(p)), os.path.getsize(p),
+             self.sha256(p)] for p in paths]
 
 
 def write_csv(path, rows: Iterable[Mapping[str, Any]],

@@ -34,6 +34,7 @@ latents (y as float16, Q(y) as int16) and the 8-bit reconstruction in an
 .npz keyed by model identity + image content hash; per model and per
 baseline, the per-pair distances keyed by image hashes and settings. A
 re-run, an added distance or model, or an interrupted run resumes from them.
+A cache file that cannot be read back is recomputed, with a RuntimeWarning.
 """
 
 import hashlib
@@ -41,6 +42,8 @@ import io
 import math
 import os
 import time
+import warnings
+import zipfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -130,15 +133,12 @@ class _Images:
   """Reads images and their content hashes, keeping a few in memory."""
 
   def __init__(self, keep: int = 64):
-    self._hash: Dict[str, str] = {}
+    self._hashes = _io.FileHashes()
     self._arrays: Dict[str, np.ndarray] = {}
     self._keep = keep
 
   def hash(self, path: str) -> str:
-    if path not in self._hash:
-      with open(path, "rb") as f:
-        self._hash[path] = hashlib.sha1(f.read()).hexdigest()[:16]
-    return self._hash[path]
+    return self._hashes.sha256(path)[:16]
 
   def array(self, path: str) -> np.ndarray:
     if path not in self._arrays:
@@ -160,7 +160,10 @@ class _PairCache:
     if path and os.path.exists(path):
       try:
         self.data = _io.read_json(path)
-      except ValueError:  # corrupt cache: recompute
+        if not isinstance(self.data, dict):
+          raise ValueError("not a JSON object")
+      except (OSError, ValueError) as e:
+        _warn_corrupt(path, e)
         self.data = {}
 
   def get(self, key: str, columns: Sequence[str]) -> Optional[Dict[str, float]]:
@@ -195,14 +198,22 @@ def _save_outputs(path: str, out: Dict[str, np.ndarray]) -> None:
   _io.write_bytes(path, buf.getvalue())
 
 
+def _warn_corrupt(path: str, error: Exception) -> None:
+  """Warns that a cache file cannot be read back (it is recomputed)."""
+  reason = (str(error).strip().splitlines() or [""])[0][:200]
+  warnings.warn(f"cache file {path} is corrupt ({type(error).__name__}: "
+                f"{reason}); recomputing it", RuntimeWarning, stacklevel=3)
+
+
 def _load_outputs(path: str, x: np.ndarray) -> Optional[Dict[str, np.ndarray]]:
   try:
     with np.load(path) as z:
       return {"x": x, "y": z["y"].astype(np.float32),
               "y_hat": z["y_hat"].astype(np.float32),
               "x_hat": z["x_hat"].astype(np.float32) / 255.0}
-  except (OSError, ValueError, KeyError):
-    return None  # unreadable: recompute
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    _warn_corrupt(path, e)
+    return None
 
 
 def _roundtrip(out: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -370,9 +381,12 @@ def _model_rate(lm, dataset, images, cache_dir) -> float:
   key = hashlib.sha1("".join(images.hash(p) for p in refs).encode()
                      ).hexdigest()[:16]
   if f and os.path.exists(f):
-    cached = _io.read_json(f)
-    if cached.get("images") == key:
-      return float(cached["rate_bpp"])
+    try:
+      cached = _io.read_json(f)
+      if cached.get("images") == key:
+        return float(cached["rate_bpp"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+      _warn_corrupt(f, e)
   if not callable(getattr(lm.model, "compress", None)):
     return math.nan
   bpps = []

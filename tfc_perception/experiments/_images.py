@@ -363,9 +363,10 @@ def trained_family(ctx, train_spec: ImageTrain, qualities: Sequence[int],
   """{(distortion, quality): model} of FactorizedPriors trained here (Eq. 3
   with the tfci λ of each quality), through the runner's model cache.
 
-  The cache key is the training spec, the distortion, λ and the names of the
-  training images, so every experiment asking for the same model (contrast,
-  iqa) trains it once.
+  The cache key is the training spec, the distortion, λ and the training
+  images (names, sizes and contents: `ctx.files_key`), so every experiment
+  asking for the same model (contrast, iqa) trains it once, and other images
+  under the same names train another one.
   """
   from tfc_perception.models import factorized  # pylint: disable=g-import-not-at-top
   family = {}
@@ -376,8 +377,8 @@ def trained_family(ctx, train_spec: ImageTrain, qualities: Sequence[int],
                          f"{', '.join(factorized.QUALITY_LAMBDAS)}.")
       spec = codec_spec(train_spec, model="factorized", distortion=d,
                         lmbda=factorized.QUALITY_LAMBDAS[d][int(q) - 1])
-      key = dict(spec, kind="image_codec", train_files=[
-          os.path.basename(f) for f in train_files])
+      key = dict(spec, kind="image_codec",
+                 train_files=ctx.files_key(train_files))
       family[(d, int(q))] = ctx.cached_model(
           key, lambda train_dir, spec=spec: train_compression_model(
               spec, train_files, ctx.log, train_dir, progress=ctx.verbose),

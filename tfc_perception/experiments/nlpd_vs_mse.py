@@ -105,8 +105,8 @@ def run(ctx: runner.RunContext) -> Dict:
           cfg.train, model="softquant", distortion=distortion, lmbda=None,
           data="files", seed=seed, quantization="straight_through")
       key = dict(spec, kind="test_mse_curve", eval_every=cfg.eval_every,
-                 train_files=[os.path.basename(f) for f in train_files],
-                 test_files=[os.path.basename(f) for f in test_files],
+                 train_files=ctx.files_key(train_files),
+                 test_files=ctx.files_key(test_files),
                  crop=cfg.crop)
       result = ctx.run_training(
           key, lambda train_dir, spec=spec: _images.train_compression_model(

@@ -14,7 +14,11 @@ writes everything into `OUTPUT/<experiment>/`:
 Trained models are cached in `OUTPUT/_cache/models/<key>/` (or `cache_dir`),
 keyed by the SHA-256 of the canonical JSON of the model's config, so re-running
 (or another experiment using a model with the same config) loads instead of
-training again.
+training again. A config naming data files carries their contents
+(`ctx.files_key`: name, size and sha256 of each), so other images under the
+same names train another model. An entry is complete when it has its
+done.json; one a crash left incomplete, or one that cannot be read back, is
+retrained with a warning.
 
 Registration API (how an experiment module plugs in)
 ----------------------------------------------------
@@ -77,6 +81,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from tfc_perception import _io
@@ -100,6 +105,9 @@ BUILTIN_MODULES = [
 ]
 
 PRESETS = ("tiny", "quick", "paper")
+
+# The file that makes a model cache entry complete (see cached_model).
+_DONE = "done.json"
 
 # Bump when a change to the training code makes cached models stale.
 # 2: the one trainer, stateless (seed, step) training noise.
@@ -341,7 +349,8 @@ class RunContext:
 
   def __init__(self, exp: Experiment, config, out_dir: str,
                cache_dir: str, verbose: bool = True, force: bool = False,
-               preset: str = "custom"):
+               preset: str = "custom",
+               hashes: Optional[_io.FileHashes] = None):
     self.experiment = exp
     self.name = exp.name
     self.config = config
@@ -350,6 +359,7 @@ class RunContext:
     self.cache_dir = cache_dir
     self.verbose = verbose
     self.force = force
+    self.hashes = hashes or _io.FileHashes()
     self.model_records: List[dict] = []
     self._figures: List[dict] = []
     self._tables: List[str] = []
@@ -369,6 +379,17 @@ class RunContext:
     return os.path.join(self.out_dir, filename)
 
   # --- models --------------------------------------------------------------
+  def files_key(self, files: Sequence[str]) -> list:
+    """The part of a cache key that stands for a list of data files: their
+    names, sizes and sha256 (`_io.FileHashes.manifest`), in order. Other
+    bytes under the same names are other data, so another model; each file
+    is read once per run.
+
+    Raises:
+      FileNotFoundError: a file does not exist.
+    """
+    return self.hashes.manifest(files)
+
   def train_dir(self, key_config: Mapping[str, Any]) -> str:
     """The trainer's working directory for the model of `key_config`
     (checkpoints to resume from): <cache>/<key>.train."""
@@ -402,12 +423,12 @@ class RunContext:
     key = config_hash(key_config)
     label = label or key
     entry = os.path.join(self.cache_dir, key)
-    done = os.path.join(entry, "done.json")
     record = {"label": label, "key": key}
-    if os.path.exists(done) and not self.force:
-      t0 = time.perf_counter()
-      model = load_fn(os.path.join(entry, "model"))
-      meta = _io.read_json(done)
+    t0 = time.perf_counter()
+    cached = None if self.force else self._load_entry(entry, key, load_fn,
+                                                      label)
+    if cached is not None:
+      model, meta = cached
       record.update(source="cache", train_time_s=meta.get("train_time_s"),
                     load_time_s=round(time.perf_counter() - t0, 3),
                     **{f"final_{k}": v for k, v in meta.get("info", {}).items()})
@@ -424,21 +445,24 @@ class RunContext:
         out = train_fn(train_dir)
       seconds = time.perf_counter() - t0
       model, info, resumed = _training_outcome(out)
+      # The entry is complete (model, config, done.json) before it gets its
+      # name: a kill at any point leaves either no entry or a whole one.
       tmp = entry + ".tmp"
       shutil.rmtree(tmp, ignore_errors=True)
       os.makedirs(tmp)
       save_fn(model, os.path.join(tmp, "model"))
       _io.write_json(os.path.join(tmp, "config.json"), key_config)
+      _io.write_json(os.path.join(tmp, _DONE), {
+          "train_time_s": round(seconds, 3), "info": info, "key": key,
+          "resumed": resumed})
+      shutil.rmtree(entry, ignore_errors=True)  # incomplete, corrupt, forced
+      os.replace(tmp, entry)
       if os.path.isdir(train_dir):
         # Keep curves.png, history.json, log.csv and the TensorBoard logs
         # with the model; the checkpoints are not needed any more.
         shutil.rmtree(os.path.join(train_dir, "checkpoints"),
                       ignore_errors=True)
-        os.replace(train_dir, os.path.join(tmp, "train"))
-      shutil.rmtree(entry, ignore_errors=True)
-      os.replace(tmp, entry)
-      _io.write_json(done, {"train_time_s": round(seconds, 3), "info": info,
-                            "key": key, "resumed": resumed})
+        os.replace(train_dir, os.path.join(entry, "train"))
       source = "resumed" if resumed else "trained"
       record.update(source=source, train_time_s=round(seconds, 3),
                     **{f"final_{k}": v for k, v in info.items()})
@@ -446,6 +470,35 @@ class RunContext:
                + " ".join(f"{k}={_fmt(v)}" for k, v in info.items()))
     self.model_records.append(record)
     return model
+
+  def _load_entry(self, entry: str, key: str, load_fn, label: str):
+    """(model, done.json's dict) of the complete cache entry `entry`, or None
+    when there is none. An entry a crash left incomplete (no done.json) or
+    one that cannot be read back (corrupt done.json or model files, a
+    done.json of another key) is None too, with a RuntimeWarning: the model
+    is retrained and replaces it."""
+    done = os.path.join(entry, _DONE)
+    if not os.path.exists(done):
+      stale = [p for p in (entry, entry + ".tmp") if os.path.isdir(p)]
+      if stale:
+        self._warn(f"model {label}: cache entry {stale[0]} is incomplete (no "
+                   f"{_DONE}: a run stopped while saving it); retraining")
+      return None
+    try:
+      meta = _io.read_json(done)
+      if not isinstance(meta, dict) or meta.get("key") != key:
+        raise ValueError(f"{_DONE} is not the record of key {key}")
+      return load_fn(os.path.join(entry, "model")), meta
+    except Exception as e:  # pylint: disable=broad-except
+      # Whatever fails to read back what the runner wrote: the entry is
+      # unusable, and training again is the way to a good one.
+      reason = (str(e).strip().splitlines() or [""])[0][:200]
+      self._warn(f"model {label}: cache entry {entry} is corrupt "
+                 f"({type(e).__name__}: {reason}); retraining")
+      return None
+
+  def _warn(self, message: str) -> None:
+    warnings.warn(f"[{self.name}] {message}", RuntimeWarning, stacklevel=3)
 
   def run_training(self, key_config: Mapping[str, Any],
                    train_fn: Callable[[str], Any], label: Optional[str] = None):
@@ -606,7 +659,8 @@ def run_experiment(name: str, config: Union[str, Mapping, None] = "quick",
                    output_dir: str = "results",
                    overrides: Optional[Mapping[str, Any]] = None,
                    cache_dir: Optional[str] = None, force: bool = False,
-                   verbose: bool = True) -> dict:
+                   verbose: bool = True,
+                   hashes: Optional[_io.FileHashes] = None) -> dict:
   """Runs one experiment and writes OUTPUT/<name>/ (see module docstring).
 
   Args:
@@ -618,6 +672,8 @@ def run_experiment(name: str, config: Union[str, Mapping, None] = "quick",
     cache_dir: model cache (default OUTPUT/_cache/models).
     force: retrain even when a cached model exists.
     verbose: print progress and timings.
+    hashes: the content hashes of data files already read in this run
+      (`run_experiments` shares one between its experiments).
 
   Returns:
     {"name", "results" (dict the experiment returned), "wall_time_s",
@@ -635,7 +691,7 @@ def run_experiment(name: str, config: Union[str, Mapping, None] = "quick",
   out_dir = os.path.join(output_dir, name)
   cache_dir = cache_dir or os.path.join(output_dir, "_cache", "models")
   ctx = RunContext(exp, cfg, out_dir, cache_dir, verbose=verbose, force=force,
-                   preset=preset)
+                   preset=preset, hashes=hashes)
   ctx.log(f"config {ctx.preset!r} -> {out_dir}")
   t0 = time.perf_counter()
   results = dict(exp.run(ctx) or {})
@@ -682,6 +738,7 @@ def run_experiments(name: str, config: Union[str, Mapping, None] = "quick",
   names = resolve_names(name)
   t0 = time.perf_counter()
   runs = []
+  hashes = _io.FileHashes()
   for n in names:
     exp = get_experiment(n)
     ov = overrides
@@ -695,7 +752,7 @@ def run_experiments(name: str, config: Union[str, Mapping, None] = "quick",
         except KeyError:
           pass
     runs.append(run_experiment(n, config, output_dir, ov, cache_dir, force,
-                               verbose))
+                               verbose, hashes=hashes))
   wall = time.perf_counter() - t0
   summary = {"target": name, "config": config if isinstance(config, str)
                                        else "custom",

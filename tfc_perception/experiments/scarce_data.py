@@ -118,8 +118,7 @@ def run(ctx: runner.RunContext) -> Dict:
             num_centers=centers, quantization="straight_through",
             data="uniform_noise" if data == "uniform_noise" else "files")
         key = dict(spec, kind="image_codec", train_files=(
-            [os.path.basename(f) for f in train_files]
-            if data == "natural" else []))
+            ctx.files_key(train_files) if data == "natural" else []))
         label = f"softquant-{data}-{loss}-{bpp:g}bpp"
         model = ctx.cached_model(
             key, lambda train_dir, spec=spec, data=data:

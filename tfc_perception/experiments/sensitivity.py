@@ -263,9 +263,8 @@ def run(ctx: runner.RunContext) -> Dict:
 
   key = {"kind": "pixelcnn", "pixelcnn": dataclasses.asdict(cfg.pixelcnn),
          "train": dataclasses.asdict(cfg.train), "image_size": size,
-         "images": cfg.images,
-         "train_files": len(train_files), "split_seed": cfg.split_seed,
-         "num_eval": cfg.num_eval}
+         "train_files": ctx.files_key(train_files),
+         "eval_files": ctx.files_key(eval_files)}
   model = ctx.cached_model(
       key, lambda train_dir: train_pixelcnn(
           train_files, eval_files, cfg, ctx.log, train_dir, ctx.verbose),

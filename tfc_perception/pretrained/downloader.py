@@ -99,13 +99,7 @@ def _file_lock(path):
     os.close(fd)
 
 
-def sha256_file(path) -> str:
-  """Hex sha256 of a file, read in 1 MiB blocks."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+sha256_file = _io.sha256_file
 
 
 def read_manifest(cache_dir: Optional[str] = None) -> dict:
