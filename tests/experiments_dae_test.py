@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 import tensorflow as tf
 
 from tfc_perception import models
@@ -34,9 +35,56 @@ def test_outputs_exist_and_parse(tiny_run):
   assert set(corr["region"]) == {"near_mode", "overall"}
   assert set(corr["versus"]) == {"sigma2_abs_score", "p(x)",
                                  "abs_bayes_deviation"}
-  results = json.loads((d / "results.json").read_text())["results"]
-  assert results == json.loads(json.dumps(res["results"]))
   assert "fig9_dae.png" in (d / "report.md").read_text()
+  del res
+
+
+def test_curves_and_correlations_recomputed_independently(tiny_run):
+  # Every Gaussian row of dae_correlations.csv and the curves behind it,
+  # from the cached DAE and closed forms for N(0, 1) (no tfp, no code of
+  # the experiment): σ²·score = −σ²x, the Bayes (Tweedie) deviation
+  # −σ²/(1+σ²)·x, Spearman by SciPy. Laplace(0, 1): p and σ²·score.
+  d, res = tiny_run
+  sigma = res["results"]["gaussian"]["sigma"]
+  curves = pd.read_csv(d / "dae_curves.csv")
+  corr = pd.read_csv(d / "dae_correlations.csv")
+  g = curves[curves.pdf == "gaussian"]
+  x = g.x.to_numpy()
+  np.testing.assert_allclose(g.p, sps.norm.pdf(x), rtol=1e-5)
+  np.testing.assert_allclose(g.scaled_score, -sigma ** 2 * x, rtol=1e-4,
+                             atol=1e-7)
+  np.testing.assert_allclose(g.bayes_deviation,
+                             -sigma ** 2 / (1 + sigma ** 2) * x, atol=1e-4)
+  entry = [e for e in (d.parent / "_cache" / "models").iterdir()
+           if (e / "done.json").exists() and json.loads(
+               (e / "config.json").read_text())["pdf"]["family"] == "Normal"]
+  assert len(entry) == 1
+  dae = models.load_density_model(str(entry[0] / "model"))
+  dev = dae.deviation(x[:, None].astype(np.float32)).numpy()[:, 0]
+  np.testing.assert_allclose(g.deviation, dev, rtol=1e-5, atol=1e-6)
+  for region, sel in (("overall", np.ones(len(x), bool)),
+                      ("near_mode", g.near_mode.to_numpy() == 1)):
+    rows = corr[(corr.pdf == "gaussian") & (corr.region == region)]
+    row = rows.set_index("versus")
+    a = np.abs(dev[sel])
+    # The grid in float32, as the model sees it: its ties (|x| equal on both
+    # sides of the mode) are the ties of the ranks.
+    x32 = np.abs(x[sel].astype(np.float32)).astype(np.float64)
+    assert row.loc["sigma2_abs_score", "spearman"] == pytest.approx(
+        sps.spearmanr(a, sigma ** 2 * x32)[0], abs=1e-9)
+    assert row.loc["p(x)", "spearman"] == pytest.approx(
+        sps.spearmanr(a, sps.norm.pdf(x32))[0], abs=1e-9)
+    assert row.loc["sigma2_abs_score", "pearson"] == pytest.approx(
+        sps.pearsonr(a, sigma ** 2 * np.abs(x[sel]))[0], abs=1e-6)
+    assert row.loc["p(x)", "pearson"] == pytest.approx(
+        sps.pearsonr(a, sps.norm.pdf(x[sel]))[0], abs=1e-6)
+    assert row.loc["sigma2_abs_score", "n_points"] == sel.sum()
+  lap = curves[curves.pdf == "laplace"]
+  xl = lap.x.to_numpy()
+  np.testing.assert_allclose(lap.p, sps.laplace.pdf(xl), rtol=1e-5)
+  off = np.abs(xl) > 1e-6
+  np.testing.assert_allclose(lap.scaled_score[off],
+                             -sigma ** 2 * np.sign(xl[off]), rtol=1e-5)
 
 
 def test_gaussian_deviation_matches_scaled_score(tiny_run):

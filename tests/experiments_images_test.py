@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from scipy import stats as sps
 
 from tfc_perception.experiments import _images
 from tfc_perception.experiments import runner
@@ -108,13 +109,33 @@ def test_sensitivity_tiny_end_to_end(tmp_path):
   assert by_sigma.one_minus_msssim.is_monotonic_increasing
   table = pd.read_csv(folder / "spearman.csv")
   assert list(table.sigma) == sigmas
-  rhos = table[[c for c in table.columns if c.startswith("rho_")]].to_numpy()
-  assert np.all(np.isfinite(rhos)) and np.all(np.abs(rhos) <= 1)
+  # Every ρ of Fig. 6's table recomputed by SciPy from the per-sample rows.
+  pairs = {"sens_nlpd_vs_logp": ("sens_nlpd", "log_p_x"),
+           "sens_msssim_vs_logp": ("sens_msssim", "log_p_x"),
+           "rmse_vs_logp": ("rmse", "log_p_x"),
+           "rmse_vs_nlpd": ("rmse", "nlpd"),
+           "rmse_vs_msssim": ("rmse", "one_minus_msssim")}
+  for _, row in table.iterrows():
+    sel = samples[samples.sigma == row.sigma]
+    assert row.n == len(sel) == cfg.num_eval
+    for name, (a, b) in pairs.items():
+      assert row[f"rho_{name}"] == pytest.approx(
+          sps.spearmanr(sel[a], sel[b])[0], abs=1e-12), name
   summary = pd.read_csv(folder / "logp_summary.csv")
   assert list(summary.sigma) == [0.0] + sigmas
   assert np.all(np.isfinite(summary.mean_log_p)) and (summary.mean_log_p < 0).all()
+  # Bits per dimension of the held-out images from their log p(x) (nats) in
+  # samples.csv: −log p / (32·32·3·ln 2), and log p of the noisy images.
+  log_p = samples.groupby("file").log_p_x.first()
+  assert len(log_p) == cfg.num_eval
   results = json.loads((folder / "results.json").read_text())["results"]
-  assert results == json.loads(json.dumps(res["results"]))
+  assert results["heldout_bits_per_dim"] == pytest.approx(
+      float(np.mean(-log_p / (32 * 32 * 3 * np.log(2.0)))), rel=1e-9)
+  assert summary.mean_log_p[0] == pytest.approx(log_p.mean(), rel=1e-9)
+  for s in sigmas:
+    assert summary.loc[summary.sigma == s, "mean_log_p"].item() == (
+        pytest.approx(samples.loc[samples.sigma == s, "log_p_noisy"].mean(),
+                      rel=1e-9))
   assert results["msssim_num_scales"] == 2 and results["nlpd_num_levels"] == 4
   assert 0 < results["heldout_bits_per_dim"] < 16
   # Cached: a second run loads the PixelCNN and gives the same numbers.
@@ -165,9 +186,39 @@ def test_contrast_tiny_end_to_end(tmp_path, kodak_like):
   assert (rows.bpp > 0).all()
   ratio = pd.read_csv(folder / "ratio.csv")
   assert list(ratio.alpha) == list(cfg.alphas)
-  np.testing.assert_allclose(ratio.ratio_P1_P0,
-                             ratio.P1_mse_per_bpp / ratio.P0_mse_per_bpp)
-  assert np.all(np.isfinite(ratio.ratio_P1_P0)) and (ratio.ratio_P1_P0 > 0).all()
+  # Each row recomputed independently with the two cached models: the
+  # contrast change of Eq. 14 in NumPy, the real bit-strings' size, NumPy
+  # MSE and PSNR, and P1/P0 (Eq. 13) with P = MSE / bpp.
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  cache = tmp_path / "_cache" / "models"
+  family = {}
+  for entry in cache.iterdir():
+    if (entry / "done.json").exists():
+      c = json.loads((entry / "config.json").read_text())
+      family[c["distortion"]] = models.load_model(str(entry / "model"))
+  assert sorted(family) == ["mse", "msssim"]
+  (test_file,) = [os.path.join(kodak_like, f"kodim{i:02d}.png")
+                  for i in cfg.test_images]
+  im = np.asarray(Image.open(test_file).convert("RGB")).astype(np.float64)
+  h, w, c = im.shape[0], im.shape[1], cfg.crop
+  im = im[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
+  for alpha in cfg.alphas:
+    xa = np.clip(np.round(im.mean() + alpha * (im - im.mean())), 0,
+                 255).astype(np.uint8)
+    p = {}
+    for m, model in family.items():
+      compressed = model.compress(xa[None])
+      nbytes = sum(len(b) for b in np.ravel(compressed[0].numpy()))
+      x_hat = np.asarray(model.decompress(*compressed))[0].astype(np.float64)
+      mse = np.mean((np.clip(np.round(x_hat), 0, 255) - xa) ** 2)
+      bpp = 8.0 * nbytes / (c * c)
+      row = rows[(rows.alpha == alpha) & (rows.trained_for == m)].iloc[0]
+      assert row.bpp == pytest.approx(bpp, rel=1e-12)
+      assert row.mse == pytest.approx(mse, rel=1e-5)
+      assert row.psnr == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
+      p[m] = mse / bpp
+    r = ratio[ratio.alpha == alpha].iloc[0]
+    assert r.ratio_P1_P0 == pytest.approx(p["msssim"] / p["mse"], rel=1e-5)
 
 
 def test_num_centers_for():
