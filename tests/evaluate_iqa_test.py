@@ -185,16 +185,20 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
   for f in corrupt:
     with open(f, "r+b") as fh:
       fh.truncate(os.path.getsize(f) // 2)
+  # The reruns call the library in-process (the CLI's flags map one to one
+  # onto evaluate_iqa's arguments; the first run above is the CLI's).
+  dataset = iqa.load_dataset("tid2013", setup["root"])
   out_resumed = str(setup["base"] / "out_resumed")
-  proc = _run(args[:args.index("--output") + 1] + [out_resumed] +
-              args[args.index("--output") + 2:] +
-              ["--cache_dir", os.path.join(out, "cache")], str(setup["base"]))
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  with pytest.warns(RuntimeWarning) as warned:
+    iqa.evaluate_iqa(dataset, out_resumed, models=models,
+                     distances="psnr,msssim,nlpd,dr,din,ds",
+                     cache_dir=os.path.join(out, "cache"), batch_size=8,
+                     n_bootstrap=200, progress=False, msssim_scales=3)
   pd.testing.assert_frame_equal(
       pd.read_csv(os.path.join(out_resumed, "pairs.csv")), pairs)
-  warned = [l for l in proc.stderr.splitlines() if "is corrupt" in l]
-  assert sorted(l.split("cache file ")[1].split(" is corrupt")[0]
-                for l in warned) == sorted(corrupt), proc.stderr[-3000:]
+  warned = [str(w.message) for w in warned if "is corrupt" in str(w.message)]
+  assert sorted(m.split("cache file ")[1].split(" is corrupt")[0]
+                for m in warned) == sorted(corrupt), warned
   assert all(os.path.exists(os.path.join(cache, first[0], f))
              for f in dropped)
 
@@ -202,11 +206,9 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
   # from the cache (files untouched), pair distances are recomputed.
   mtimes = [os.path.getmtime(f) for f in npz]
   out2 = str(setup["base"] / "out2")
-  proc = _run(["--root", setup["root"], "--models", models, "--distances",
-               "dr", "--base", "psnr", "--output", out2, "--cache_dir",
-               os.path.join(out, "cache"), "--bootstrap", "0",
-               "--noprogress"], str(setup["base"]))
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  iqa.evaluate_iqa(dataset, out2, models=models, distances="dr",
+                   base="psnr", cache_dir=os.path.join(out, "cache"),
+                   n_bootstrap=0, progress=False)
   assert [os.path.getmtime(f) for f in npz] == mtimes
   pairs2 = pd.read_csv(os.path.join(out2, "pairs.csv"))
   assert (pairs2[f"dr@{names[0]}"] > 20).all()  # PSNR between recons, dB

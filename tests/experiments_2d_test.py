@@ -4,7 +4,8 @@ robust at small scale.
 
 The whole group runs once (module fixture, `bin/reproduce all --config tiny`
 equivalent): 7 small models of ~600 steps; the per-figure tests then read the
-files it wrote.
+files it wrote. Those tests and the Ctrl-C test are slow; the config and CLI
+tests are not.
 """
 
 import dataclasses
@@ -22,8 +23,6 @@ from scipy import stats as sps
 from conftest import REPO_ROOT
 from tfc_perception.experiments import runner
 from tfc_perception.experiments import student_t
-
-pytestmark = pytest.mark.slow
 
 FIGURES = {
     "fig2": ["fig2.png", "fig2_correlations.csv"],
@@ -63,6 +62,7 @@ def test_all_group_is_issue6_experiments():
   assert runner.resolve_names("all") == list(FIGURES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_outputs_exist_and_parse(tiny, name):
   out, runs = tiny
@@ -84,6 +84,7 @@ def test_outputs_exist_and_parse(tiny, name):
   assert (models["train_time_s"] > 0).all()
 
 
+@pytest.mark.slow
 def test_models_are_shared_through_the_cache(tiny):
   _, runs = tiny
   # fig11 uses the plain λ=1 model trained by fig2; fig14's pair at λ=1
@@ -93,6 +94,7 @@ def test_models_are_shared_through_the_cache(tiny):
   assert runs["fig12"]["models"][0]["source"] == "cache"
 
 
+@pytest.mark.slow
 def test_fig2_sweep_and_self_distance_direction(tiny):
   out, _ = tiny
   r = _results(out, "fig2")
@@ -120,6 +122,7 @@ def test_fig2_sweep_and_self_distance_direction(tiny):
   assert rho == pytest.approx(low.rho_ds, abs=0.03)
 
 
+@pytest.mark.slow
 def test_fig11_cells_grow_away_from_the_mode(tiny):
   out, _ = tiny
   r = _results(out, "fig11")
@@ -128,6 +131,7 @@ def test_fig11_cells_grow_away_from_the_mode(tiny):
   assert np.isclose(codes["mass"].sum(), 1.0, atol=0.05)
 
 
+@pytest.mark.slow
 def test_fig12_density_weighting_moves_accuracy_to_the_core(tiny):
   out, _ = tiny
   r = _results(out, "fig12")
@@ -139,6 +143,7 @@ def test_fig12_density_weighting_moves_accuracy_to_the_core(tiny):
     assert r[d]["bits_per_sample"] > 0 and r[d]["sse_total"] > 0
 
 
+@pytest.mark.slow
 def test_fig13_weighting_concentrates_code_vectors(tiny):
   out, _ = tiny
   r = _results(out, "fig13")
@@ -152,6 +157,7 @@ def test_fig13_weighting_concentrates_code_vectors(tiny):
   assert weighted["spearman_local_area_vs_p"] < 0
 
 
+@pytest.mark.slow
 def test_fig14_ratio_below_one_at_mode_above_in_tails(tiny):
   out, _ = tiny
   r = _results(out, "fig14")
