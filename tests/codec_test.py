@@ -324,7 +324,7 @@ def test_cli_round_trip_and_errors(saved, tmp_path):
     out = _codec(*args)
     assert out.returncode == 1, (args, out.stderr)
     lines = out.stderr.strip().splitlines()
-    assert lines[-1].startswith(message), out.stderr
+    assert len(lines) == 1 and lines[0].startswith(message), out.stderr
     assert not os.path.exists(tmp_path / "e.png")
   out = _codec("--help")
   assert "TFCP" in out.stdout and ".tfci" in out.stdout
@@ -335,10 +335,19 @@ def test_pretrained_tfci_models_through_the_codec(saved, tmp_path):
   """A .metagraph (pretrained tfci format) as MODEL: files name the graph
   ("MD" = its name) and decode with it."""
   _, a, _ = saved
-  graph = export.export_metagraph(a, str(tmp_path / "mine.metagraph"))
+  graph = export.export_metagraph(a, str(tmp_path / "own.metagraph"))
   png = _png(tmp_path / "in.png", _image(32, 48))
   stats = codec.compress_file(graph, png, tmp_path / "x.tfci")
-  assert tfc.PackedTensors((tmp_path / "x.tfci").read_bytes()).model == "mine"
+  assert tfc.PackedTensors((tmp_path / "x.tfci").read_bytes()).model == "own"
+  # The issue's crafted file: 60 bytes (with this 3-letter model name)
+  # claiming 200000x200000 fails at once, before the graph runs.
+  crafted = _tfci_file("own", [b""], [200000, 200000], [12500, 12500])
+  assert len(crafted) == 60
+  model = codec.resolve_model(graph)
+  start = time.perf_counter()
+  with pytest.raises(ValueError, match="200000x200000 image.*max_pixels"):
+    codec.decode(model, crafted)
+  assert time.perf_counter() - start < 1.0
   codec.decompress_file(graph, tmp_path / "x.tfci", tmp_path / "x.png")
   np.testing.assert_array_equal(_read_png(tmp_path / "x.png"),
                                 a.reconstruct(_image(32, 48)[None])[0])
