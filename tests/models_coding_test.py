@@ -99,7 +99,22 @@ def test_load_restores_the_saved_tables(tmp_path, monkeypatch):
     np.testing.assert_array_equal(v.numpy(), w.numpy())
 
 
-_PLAIN_TF = r"""
+_NO_PROJECT = r"""
+import sys
+
+
+class _Refuse:
+  # tfc_perception may be installed in this environment: make any import of
+  # it fail, so that nothing in the SavedModel can depend on it.
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] == "tfc_perception":
+      raise ImportError("tfc_perception must not be needed here")
+
+
+sys.meta_path.insert(0, _Refuse())
+"""
+
+_PLAIN_TF = _NO_PROJECT + r"""
 import sys
 import numpy as np
 import tensorflow as tf
@@ -151,7 +166,7 @@ def test_saved_models_code_images_in_plain_tensorflow(tmp_path):
                                 "without", "tfc_perception"]
 
 
-_KODIM23 = r"""
+_KODIM23 = _NO_PROJECT + r"""
 import sys
 import numpy as np
 import tensorflow as tf
