@@ -199,13 +199,19 @@ class CompressionModel(tf.keras.Model):
     """Eq. 3: L = R + lambda * D (batch means)."""
     return rate + self.lmbda * distortion
 
-  def _loss_terms(self, x, training, seed=None):
+  def _loss_terms(self, x, training, seed=None, sample_weight=None):
     """Returns (loss, rate, distortion), batch means, float32. `seed`: of
-    the training noise (stateless), see `_step_seed`."""
+    the training noise (stateless), see `_step_seed`. `sample_weight` [N]
+    (optional) weights the whole of Eq. 3 per example: the means become
+    mean(w·R) and mean(w·D), so L = mean(w·(R + λ·D))."""
     x_float, x_hat, bits = self._estimate(x, training=training, seed=seed)
-    rate = tf.reduce_mean(bits / self._rate_denominator(x_float))
-    distortion = tf.reduce_mean(tf.cast(self._distortion_loss.call(
-        x_float, tf.cast(x_hat, tf.float32)), tf.float32))
+    rate = bits / self._rate_denominator(x_float)
+    distortion = tf.cast(self._distortion_loss.call(
+        x_float, tf.cast(x_hat, tf.float32)), tf.float32)
+    if sample_weight is not None:
+      w = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+      rate, distortion = w * rate, w * distortion
+    rate, distortion = tf.reduce_mean(rate), tf.reduce_mean(distortion)
     loss = self._rd_loss(rate, distortion)
     return loss, rate, distortion
 
@@ -218,15 +224,17 @@ class CompressionModel(tf.keras.Model):
 
   @staticmethod
   def _unpack_data(data):
-    # Accept x, (x,), (x, y) or (x, y, w): the model is unsupervised.
+    """(x, sample_weight or None) of a batch: x, (x,), (x, y) or (x, y, w),
+    Keras' convention; the model is unsupervised, so y is ignored and w
+    weights Eq. 3 per example."""
     if isinstance(data, (tuple, list)):
       if not data:
         raise ValueError("empty batch")
-      return data[0]
+      return data[0], (data[2] if len(data) > 2 else None)
     if isinstance(data, dict):
       raise ValueError("datasets of dicts are not supported; give a dataset "
                        "of image (or sample) batches.")
-    return data
+    return data, None
 
   def _update_metrics(self, loss, rate, distortion):
     self.loss_tracker.update_state(loss)
@@ -242,11 +250,13 @@ class CompressionModel(tf.keras.Model):
     return noise_seed(self.training_seed, self.optimizer.iterations)
 
   def train_step(self, data):
-    """One optimizer step on Eq. 3, L = R + lambda * D."""
-    x = self._unpack_data(data)
+    """One optimizer step on Eq. 3, L = R + lambda * D (per-example weighted
+    when the batch is (x, y, sample_weight))."""
+    x, sample_weight = self._unpack_data(data)
     with tf.GradientTape() as tape:
-      loss, rate, distortion = self._loss_terms(x, training=True,
-                                                seed=self._step_seed())
+      loss, rate, distortion = self._loss_terms(
+          x, training=True, seed=self._step_seed(),
+          sample_weight=sample_weight)
       # Under tf.distribute the replicas' gradients are summed; dividing by
       # the replica count makes the update that of the global-batch mean
       # (as Keras' own train_step does), whatever the optimizer.
@@ -257,8 +267,9 @@ class CompressionModel(tf.keras.Model):
 
   def test_step(self, data):
     """Evaluates Eq. 3 with hard quantisation (test time)."""
-    x = self._unpack_data(data)
-    loss, rate, distortion = self._loss_terms(x, training=False)
+    x, sample_weight = self._unpack_data(data)
+    loss, rate, distortion = self._loss_terms(x, training=False,
+                                              sample_weight=sample_weight)
     return self._update_metrics(loss, rate, distortion)
 
   def call(self, x, training=False):
