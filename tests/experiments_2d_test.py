@@ -25,7 +25,7 @@ from tfc_perception.experiments import runner
 from tfc_perception.experiments import student_t
 
 FIGURES = {
-    "fig2": ["fig2.png", "fig2_correlations.csv"],
+    "fig2": ["fig2.png", "fig2_perturbations.png", "fig2_correlations.csv"],
     "fig11": ["fig11.png", "fig11_code_vectors.csv"],
     "fig12": ["fig12.png", "fig12_metrics.csv", "fig12_code_vectors.csv"],
     "fig13": ["fig13.png", "fig13_metrics.csv", "fig13_code_vectors.csv"],
@@ -87,7 +87,7 @@ def test_outputs_exist_and_parse(tiny, name):
 @pytest.mark.slow
 def test_models_are_shared_through_the_cache(tiny):
   _, runs = tiny
-  # fig11 uses the plain λ=1 model trained by fig2; fig14's pair at λ=1
+  # fig11 uses the plain λ=4 model trained by fig2; fig14's pair at λ=4
   # reuses fig2's plain and fig12's P(x)-weighted model.
   assert [m["source"] for m in runs["fig11"]["models"]] == ["cache"]
   assert [m["source"] for m in runs["fig14"]["models"]] == ["cache", "cache"]
@@ -99,7 +99,8 @@ def test_fig2_sweep_and_self_distance_direction(tiny):
   out, _ = tiny
   r = _results(out, "fig2")
   table = pd.read_csv(out / "fig2" / "fig2_correlations.csv")
-  assert len(table) == 3
+  assert len(table) == 3 * 2  # 3 models x 2 perturbation sizes
+  table = table[table["perturbation_std"] == r["main_perturbation_std"]]
   # Higher λ, higher rate, lower distortion.
   by_l = table.sort_values("lmbda")
   assert by_l["bits_per_sample"].is_monotonic_increasing
@@ -120,6 +121,30 @@ def test_fig2_sweep_and_self_distance_direction(tiny):
   ds = np.sum((np.asarray(x_hat, np.float64) - x) ** 2, axis=1)
   rho = sps.spearmanr(ds, -np.linalg.norm(x, axis=1))[0]
   assert rho == pytest.approx(low.rho_ds, abs=0.03)
+
+
+@pytest.mark.slow
+def test_fig2_reports_crossing_fraction_for_every_model_and_perturbation(
+    tiny):
+  out, _ = tiny
+  r = _results(out, "fig2")
+  table = pd.read_csv(out / "fig2" / "fig2_correlations.csv")
+  # tiny: σ = 4 is cell-sized for its low-rate models (0.2-2.6 bits).
+  assert sorted(set(table["perturbation_std"])) == [0.05, 4.0]
+  assert table.groupby("perturbation_std")["lmbda"].nunique().eq(3).all()
+  f = table["fraction_codes_differ"]
+  assert f.between(0, 1).all()
+  by_std = table.groupby("perturbation_std")["fraction_codes_differ"].median()
+  # Larger steps cross more cell boundaries; σ = 0.05 stays in its cell for
+  # most pairs (the degenerate Dr of the first version).
+  assert by_std[0.05] < 0.5 < by_std[4.0]
+  # The main figure uses the smallest σ where most pairs cross, and says so.
+  assert r["main_perturbation_std"] == 4.0
+  assert r["median_fraction_codes_differ"]["4"] == pytest.approx(by_std[4.0])
+  assert len(r["by_perturbation"]["0.05"]["fraction_codes_differ"]) == 3
+  assert [m["fraction_codes_differ"] for m in r["models"]] == list(
+      table[table["perturbation_std"] == 4.0]["fraction_codes_differ"])
+  assert "pairs whose codes differ" in (out / "fig2" / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -147,7 +172,7 @@ def test_fig12_density_weighting_moves_accuracy_to_the_core(tiny):
 def test_fig13_weighting_concentrates_code_vectors(tiny):
   out, _ = tiny
   r = _results(out, "fig13")
-  plain, weighted = r["plain"], r["student_t_weighted"]
+  plain, weighted = r["plain"], r["weighted_distortion"]
   assert (weighted["code_density_core_per_unit2"]
           > plain["code_density_core_per_unit2"])
   assert weighted["sse_per_sample_core"] < plain["sse_per_sample_core"]
@@ -158,13 +183,37 @@ def test_fig13_weighting_concentrates_code_vectors(tiny):
 
 
 @pytest.mark.slow
+def test_fig13_reports_both_readings_of_the_weighting(tiny):
+  out, runs = tiny
+  r = _results(out, "fig13")
+  table = pd.read_csv(out / "fig13" / "fig13_metrics.csv")
+  assert list(table["model"]) == ["plain", "weighted_distortion",
+                                  "weighted_eq3"]
+  eq3 = r["weighted_eq3"]
+  # Weighting all of Eq. 3 by P_t trains on (in effect) the Student-t inside
+  # the box: more accuracy in the core than the plain model.
+  assert eq3["sse_per_sample_core"] < r["plain"]["sse_per_sample_core"]
+  assert eq3["lmbda_effective"] == runs["fig13"]["results"]["plain"][
+      "lmbda_effective"]
+
+
+@pytest.mark.slow
 def test_fig14_ratio_below_one_at_mode_above_in_tails(tiny):
   out, _ = tiny
   r = _results(out, "fig14")
   pair = r["pairs"][0]
-  assert pair["geomean_ratio_core"] < 1.0 < pair["geomean_ratio_tail"]
+  for q in ("eq13", "sse"):
+    assert pair[f"{q}_geomean_ratio_core"] < 1.0 < pair[
+        f"{q}_geomean_ratio_tail"]
   table = pd.read_csv(out / "fig14" / "fig14_ratio.csv")
-  assert np.all(np.isfinite(table["ratio_polyfit"]))
+  for q in ("eq13", "sse"):
+    assert np.all(np.isfinite(table[f"ratio_{q}_polyfit"]))
+  # The Eq. 13 column is P = SSE / bits of each model, per bin.
+  floor = runner.get_experiment("fig14").configs["tiny"].error_floor
+  np.testing.assert_allclose(
+      table["ratio_eq13"],
+      ((table["sse_weighted"] + floor) / table["bits_weighted"])
+      / ((table["sse_plain"] + floor) / table["bits_plain"]), rtol=1e-6)
 
 
 def test_model_spec_normalises_weighted_lambda():

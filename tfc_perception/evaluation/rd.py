@@ -37,7 +37,8 @@ from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
 __all__ = ["PUBLISHED_BMSHJ2018_FACTORIZED_KODAK", "list_images",
-           "evaluate_rd", "plot_rd", "rd_figure", "msssim_db"]
+           "evaluate_rd", "plot_rd", "rd_figure", "msssim_db",
+           "performance_ratio"]
 
 # bmshj2018-factorized (MSE), Kodak (24 images, RGB), the paper authors'
 # published curve as listed in ../shared/reference/tfci.md.
@@ -63,6 +64,49 @@ def msssim_db(msssim) -> np.ndarray:
   v = np.asarray(msssim, np.float64)
   with np.errstate(divide="ignore"):
     return -10.0 * np.log10(np.maximum(1.0 - v, 0.0))
+
+
+def performance_ratio(distortion1, rate1, distortion0, rate0) -> np.ndarray:
+  """The performance ratio of Eq. 13 of Hepburn et al. (2022): P1 / P0 with
+  P = distortion / rate, elementwise (e.g. per bin along a line, or per
+  contrast α).
+
+  The paper reads a ratio below 1 as model 1 performing better there. P
+  falls with a lower distortion and with a higher rate, so unlike a
+  distortion ratio it also counts where a model spends its bits.
+
+  Args:
+    distortion1, rate1: distortion and rate of model 1 (numbers or arrays of
+      one shape; distortions >= 0, rates > 0, e.g. squared error and bits).
+    distortion0, rate0: the same for model 0.
+
+  Returns:
+    float64 array (0-d for scalars) of (d1 / r1) / (d0 / r0).
+
+  Raises:
+    ValueError: different shapes, non-finite values, a negative distortion,
+      a rate <= 0 or a distortion of model 0 equal to 0 (P0 = 0).
+  """
+  names = ("distortion1", "rate1", "distortion0", "rate0")
+  values = [np.asarray(v, np.float64) for v in (distortion1, rate1,
+                                                distortion0, rate0)]
+  shapes = {v.shape for v in values}
+  if len(shapes) != 1:
+    raise ValueError("distortion1, rate1, distortion0 and rate0 must have one "
+                     f"shape, got {[v.shape for v in values]}.")
+  for name, v in zip(names, values):
+    if not np.all(np.isfinite(v)):
+      raise ValueError(f"{name} must be finite, got {v!r}.")
+  d1, r1, d0, r0 = values
+  if np.any(d1 < 0) or np.any(d0 < 0):
+    raise ValueError("distortions must be >= 0.")
+  if np.any(r1 <= 0) or np.any(r0 <= 0):
+    raise ValueError("rates must be > 0 (P = distortion / rate); got "
+                     f"min {min(r1.min(), r0.min())!r}.")
+  if np.any(d0 == 0):
+    raise ValueError("distortion0 must be > 0 (P0 is the denominator); add "
+                     "a floor to both distortions if a model is exact.")
+  return (d1 / r1) / (d0 / r0)
 
 
 def list_images(data, limit: Optional[int] = None) -> List[str]:

@@ -10,19 +10,28 @@ model used by several figures (e.g. the plain model at λ = 4 in Figs. 2, 11,
 Experiments (each `bin/reproduce NAME`; `bin/reproduce all` runs them in this
 order):
 
-- fig2:  λ sweep (≥ 8 rates). N samples x1 ~ p, x2 = x1 + N(0, ε²I). Spearman
+- fig2:  λ sweep (≥ 8 rates). N samples x1 ~ p, x2 = x1 + N(0, σ²I) for a
+         sweep of σ from far below to above the cell size. Spearman
          ρ(D, p(x1)) of De, Dr, Din, Ds and of the sensitivities D/||Δx||,
-         one point per model, against the model's rate (Obs. 2-4).
+         one point per model, against the model's rate (Obs. 2-4), with the
+         fraction of pairs whose codes differ (Dr is 0 for the others). The
+         main figure uses the smallest σ at which most pairs cross a cell
+         boundary (`configs.Fig2`); fig2_perturbations.png shows every σ.
 - fig11: one model's quantisation of the Student-t: density, samples, cell
-         boundaries and code vectors.
+         boundaries and code vectors. Cell-size statistics count only cells
+         that do not touch the grid's edge (`metrics.cell_stats`).
 - fig12: models trained with ||·||², P(x)·||·||² and ||·||²/P(x):
          quantisation plots, bits/sample and SSE on a validation set.
-- fig13: uniform source, plain versus Student-t-weighted loss.
-- fig14: ratio of the distortion of P(x)-weighted over plain models along
-         the x-axis (mean over bins of x1 and a thin band |x2| ≤ 0.5, since
-         the error at single points depends on where the line cuts the
-         cells), raw and a degree-20 polynomial fit (Fig. 14; the fits alone
-         are Fig. 4 left).
+- fig13: uniform source, plain versus Student-t-weighted loss, in both
+         readings of the caption: D weighted, or all of Eq. 3 weighted per
+         sample (`configs.Fig13.weightings`).
+- fig14: performance of P(x)-weighted over plain models along the x-axis
+         (mean over bins of x1 and a thin band |x2| ≤ 0.5, since the error
+         at single points depends on where the line cuts the cells): the
+         ratio of Eq. 13, P1/P0 with P = distortion / rate per bin
+         (primary), and the ratio of the squared errors alone (secondary);
+         raw and a degree-20 polynomial fit (Fig. 14; the fits alone are
+         Fig. 4 left).
 
 Weighted losses and λ (assumed; the paper gives no λ for them): P(x) differs
 from 1 by orders of magnitude, so the λ of a weighted model is λ / g, with g
@@ -63,7 +72,9 @@ runner.register_experiment(
     "fig2", figures.run_fig2, configs.PRESETS["fig2"],
     description=("Obs. 2-4: Spearman ρ between p(x₁) and the induced "
                  "distances De, Dr, Din, Ds and sensitivities of toy 2-D "
-                 "autoencoders trained at ≥ 8 rates on a 2-D Student-t."),
+                 "autoencoders trained at ≥ 8 rates on a 2-D Student-t, "
+                 "for a sweep of perturbation sizes, with the fraction of "
+                 "pairs whose codes differ."),
     paper_figures=("Fig. 2",), groups=("all",))
 
 runner.register_experiment(
@@ -81,13 +92,14 @@ runner.register_experiment(
 runner.register_experiment(
     "fig13", figures.run_fig13, configs.PRESETS["fig13"],
     description=("Uniform source: plain versus Student-t-weighted "
-                 "distortion; the weight moves code vectors to where the "
-                 "Student-t has mass."),
+                 "rate-distortion (D weighted, and all of Eq. 3 weighted); "
+                 "where the weight moves the code vectors."),
     paper_figures=("Fig. 13",), groups=("all",))
 
 runner.register_experiment(
     "fig14", figures.run_fig14, configs.PRESETS["fig14"],
-    description=("Obs. 6 in 2-D: ratio of the distortion of P(x)-weighted "
-                 "over plain models along the x-axis (raw and degree-20 "
-                 "polynomial fit)."),
+    description=("Obs. 6 in 2-D: performance ratio (Eq. 13, distortion / "
+                 "rate; and the SSE ratio) of P(x)-weighted over plain "
+                 "models along the x-axis (raw and degree-20 polynomial "
+                 "fit)."),
     paper_figures=("Fig. 4 left", "Fig. 14"), groups=("all",))

@@ -21,7 +21,8 @@ from tfc_perception.experiments import runner
 
 __all__ = ["DISTANCES", "SENSITIVITIES", "model_spec", "train_toy2d",
            "get_model", "source", "points", "evaluate", "quantisation_map",
-           "cell_stats", "induced_correlations", "qmap_rows", "region_sse",
+           "edge_cells", "cell_stats", "induced_correlations",
+           "fraction_codes_differ", "qmap_rows", "region_sse",
            "binned_errors"]
 
 DISTANCES = ("de", "dr", "din", "ds")
@@ -30,7 +31,8 @@ SENSITIVITIES = ("sens_dr", "sens_din")
 
 def model_spec(cfg, lmbda: float, distortion: str = "mse",
                source: Optional[str] = None,
-               weight: Optional[str] = None) -> Dict:
+               weight: Optional[str] = None,
+               eq3_weight: Optional[str] = None) -> Dict:
   """The full, JSON-able training config of one toy2d model (its cache key).
 
   Args:
@@ -41,10 +43,20 @@ def model_spec(cfg, lmbda: float, distortion: str = "mse",
     source: training source name (default cfg.source).
     weight: source whose density weights the loss (default: the training
       source) for the density distortions.
+    eq3_weight: source whose density P weights the whole of Eq. 3 per sample
+      (Fig. 13, second reading): L = E[w(x)·(R + λ·D)], w = P / E_source[P],
+      with an unweighted `distortion`. Normalised by the mean, the loss is
+      exactly Eq. 3 on the reweighted source w·p_source, so λ keeps its
+      meaning and is not rescaled. None (default): no such weight (and no
+      key in the spec, so the other models' cache keys are unchanged).
 
   Returns:
     dict with kind, source, distortion, weight, lmbda (effective), model and
     training settings.
+
+  Raises:
+    ValueError: eq3_weight with a density-weighted distortion, or an unknown
+      weight_normalisation.
   """
   source = source or cfg.source
   spec = {"kind": "toy2d", "source": source,
@@ -73,6 +85,18 @@ def model_spec(cfg, lmbda: float, distortion: str = "mse",
     spec["lmbda"] = float(lmbda) / scale
   else:
     spec["lmbda"] = float(lmbda)
+  if eq3_weight is not None:
+    if registry.get(distortion, "distortion").needs_density:
+      raise ValueError("eq3_weight weights the whole of Eq. 3; give it with "
+                       "an unweighted distortion ('mse'), got distortion="
+                       f"{distortion!r}.")
+    # A warped quantiser, like the other weighted models.
+    spec["steps"] = cfg.weighted_steps
+    spec["eq3_weight"] = eq3_weight
+    spec["eq3_weight_params"] = dict(cfg.source_params.get(eq3_weight, {}))
+    spec["eq3_weight_mean"] = _typical_weight(
+        "mean", source, eq3_weight, "density_mse",
+        _freeze(spec["source_params"]), _freeze(spec["eq3_weight_params"]))
   return spec
 
 
@@ -90,14 +114,16 @@ def _freeze(d):
 @functools.lru_cache(maxsize=None)
 def _typical_weight(how, source, weight, distortion, source_params,
                     weight_params, floor=0.0):
-  """Geometric mean or median over `source` samples of the weight
-  P_weight(x) (or 1/max(P_weight(x), floor))."""
+  """Geometric mean, median or ("mean") mean over `source` samples of the
+  weight P_weight(x) (or 1/max(P_weight(x), floor))."""
   from tfc_perception.data import sources  # pylint: disable=g-import-not-at-top
   x = sources.sample_points(sources.get_source(source, **dict(source_params)),
                             100000, seed=12345)
   p = sources.get_source(weight, **dict(weight_params)).prob(x).numpy()
   w = p if distortion == "density_mse" else 1.0 / np.maximum(p, floor)
-  typical = np.exp(np.mean(np.log(w))) if how == "geomean" else np.median(w)
+  typical = {"geomean": lambda: np.exp(np.mean(np.log(w))),
+             "median": lambda: np.median(w),
+             "mean": lambda: np.mean(w)}[how]()
   # Rounded so the cache key does not depend on the last float bits.
   return float(f"{typical:.4g}")
 
@@ -119,7 +145,9 @@ def train_toy2d(spec: Dict, train_dir: Optional[str] = None,
                 progress: bool = False):
   """Trains one toy2d model with the one trainer on the seeded source stream:
   `steps` steps in `log_epochs` epochs, Adam with a cosine decay to
-  lr_floor * learning_rate.
+  lr_floor * learning_rate. A spec with `eq3_weight` trains on batches
+  (x, None, w(x)), which the model's train_step reads as Keras sample
+  weights of the whole Eq. 3.
 
   Args:
     spec: a `model_spec` dict.
@@ -135,6 +163,17 @@ def train_toy2d(spec: Dict, train_dir: Optional[str] = None,
   dist = sources.get_source(spec["source"], **spec["source_params"])
   steps = int(spec["steps"])
   epochs = max(1, min(int(spec["log_epochs"]), steps))
+  def data(start):
+    stream = sources.source_dataset(dist, spec["batch_size"], spec["seed"],
+                                    start)
+    if "eq3_weight" not in spec:
+      return stream
+    # Keras' (x, y, sample_weight): the model weights all of Eq. 3 by w.
+    prob = sources.density_fn(sources.get_source(
+        spec["eq3_weight"], **spec["eq3_weight_params"]))
+    mean = float(spec["eq3_weight_mean"])
+    return stream.map(lambda x: (x, None, prob(x) / mean))
+
   train_spec = training.TrainSpec(
       batchsize=spec["batch_size"], epochs=epochs,
       steps_per_epoch=steps // epochs, learning_rate=spec["learning_rate"],
@@ -147,9 +186,7 @@ def train_toy2d(spec: Dict, train_dir: Optional[str] = None,
           density_fn=_density_fn(spec), widths=spec["widths"],
           depth=spec["depth"], activation=spec["activation"],
           seed=spec["seed"]),
-      lambda start: sources.source_dataset(dist, spec["batch_size"],
-                                           spec["seed"], start),
-      train_spec)
+      data, train_spec)
 
 
 def _load_fn(spec):
@@ -222,15 +259,37 @@ def quantisation_map(model, extent: float, n: int, density) -> Dict:
           "codes": codes, "mass": mass, "area": area, "y_hat": uniq}
 
 
+def edge_cells(labels: np.ndarray) -> np.ndarray:
+  """[K] bool: the cells of a quantisation map that touch the grid's edge.
+
+  Such a cell is cut by the edge, so its area inside the grid understates
+  its size (and the cut is largest far from the mode).
+
+  Args:
+    labels: [n, n] int cell ids (`quantisation_map`'s "labels"), 0..K-1.
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 2 or labels.size == 0:
+    raise ValueError(f"labels must be a non-empty 2-D array of cell ids, got "
+                     f"shape {labels.shape}.")
+  border = np.concatenate([labels[0], labels[-1], labels[:, 0],
+                           labels[:, -1]])
+  out = np.zeros(int(labels.max()) + 1, bool)
+  out[np.unique(border)] = True
+  return out
+
+
 def cell_stats(qmap: Dict, density, min_mass: float = 1e-4,
                core_radius: Optional[float] = None,
                max_points: int = 20000) -> Dict:
   """How the size of the quantisation cells follows a density.
 
-  The local cell area at a grid point is the area of the cell it falls in
-  (cells cut by the grid border count only their part inside), so it
-  describes the resolution at that location, whatever the cell's shape or
-  where its code vector lies.
+  The local cell area at a grid point is the area of the cell it falls in,
+  so it describes the resolution at that location, whatever the cell's shape
+  or where its code vector lies. Only cells that lie wholly inside the grid
+  count: a cell touching the grid's edge is cut by it, and counting its
+  truncated area made cells look smaller far from the mode (on a perfect
+  lattice, ρ(local area, p) = +0.59 from truncation alone).
 
   Args:
     qmap: `quantisation_map` output.
@@ -242,21 +301,31 @@ def cell_stats(qmap: Dict, density, min_mass: float = 1e-4,
     max_points: grid points (evenly subsampled) used for the correlation.
 
   Returns:
-    dict: cells_with_mass; spearman_local_area_vs_p = Spearman ρ(local cell
-    area, p(x)) over the grid (negative: finer cells where p is high); with
-    core_radius, codes_in_core, fraction_codes_in_core and
-    mean_local_cell_area_core / _outside (source units²).
+    dict: cells_with_mass; interior_cells (cells not touching the edge) and
+    fraction_grid_in_interior_cells (the part of the grid the area
+    statistics describe); spearman_local_area_vs_p = Spearman ρ(local cell
+    area, p(x)) over the grid points of interior cells (negative: finer
+    cells where p is high; nan with fewer than 3 points or equal areas);
+    with core_radius, codes_in_core, fraction_codes_in_core and
+    mean_local_cell_area_core / _outside (source units², interior cells).
   """
   labels = qmap["labels"]
+  interior = ~edge_cells(labels)
+  keep = interior[labels].ravel()
   local = qmap["area"][labels].ravel()
   p = np.asarray(qmap["density"]).ravel()
   gx, gy = np.meshgrid(qmap["xs"], qmap["ys"])
   if density is not None:
     p = density.prob(np.stack([gx.ravel(), gy.ravel()], 1).astype(
         np.float32)).numpy()
-  step = max(1, local.size // max_points)
+  kept_local, kept_p = local[keep], p[keep]
+  step = max(1, kept_local.size // max_points)
   out = {"cells_with_mass": int(np.sum(qmap["mass"] >= min_mass)),
-         "spearman_local_area_vs_p": _rho(local[::step], p[::step])}
+         "interior_cells": int(interior.sum()),
+         "fraction_grid_in_interior_cells": float(np.mean(keep)),
+         "spearman_local_area_vs_p": (
+             _rho(kept_local[::step], kept_p[::step])
+             if kept_local.size >= 3 else float("nan"))}
   if core_radius is not None:
     used = qmap["mass"] >= min_mass
     in_core = np.linalg.norm(qmap["codes"], axis=1) <= core_radius
@@ -265,6 +334,7 @@ def cell_stats(qmap: Dict, density, min_mass: float = 1e-4,
                                           / max(1, used.sum()))
     r = np.hypot(gx, gy).ravel()
     for name, m in (("core", r <= core_radius), ("outside", r > core_radius)):
+      m = m & keep
       out[f"mean_local_cell_area_{name}"] = (float(np.mean(local[m]))
                                              if m.any() else float("nan"))
   return out
@@ -277,7 +347,8 @@ def _rho(a, b) -> float:
 def induced_correlations(model, x1: np.ndarray, x2: np.ndarray,
                          p1: np.ndarray) -> Dict[str, float]:
   """Spearman ρ(D, p(x1)) for De, Dr, Din, Ds (= Ds(x1)) and the
-  sensitivities of Dr and Din (Fig. 2), via tfc_perception.induced.
+  sensitivities of Dr and Din (Fig. 2), via tfc_perception.induced, and
+  the fraction of pairs whose codes differ (`fraction_codes_differ`).
 
   De's sensitivity is 1 by construction for a Euclidean base distance, so its
   correlation is undefined and not reported.
@@ -289,8 +360,17 @@ def induced_correlations(model, x1: np.ndarray, x2: np.ndarray,
          for k in DISTANCES}
   for k in SENSITIVITIES:
     out[f"rho_{k}"] = _rho(d[k], p1)
-  out["fraction_dr_nonzero"] = float(np.mean(d["dr"] > 0))
+  out["fraction_codes_differ"] = fraction_codes_differ(model, x1, x2)
   return out
+
+
+def fraction_codes_differ(model, x1: np.ndarray, x2: np.ndarray) -> float:
+  """The fraction of pairs (x1[i], x2[i]) whose quantised latents (codes)
+  differ, i.e. that lie in different quantisation cells; Dr is 0 for the
+  others."""
+  def codes(x):
+    return np.asarray(model.quantize(model.analysis(x), training=False))
+  return float(np.mean(np.any(codes(x1) != codes(x2), axis=1)))
 
 
 def qmap_rows(name, qmap):
