@@ -16,6 +16,9 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[test]"
   touch "$stamp"
 fi
+# oneDNN kernels on every x86 CPU, not only AVX512-VNNI ones (as
+# tfc_perception/_onednn.py does at import); an explicit value is kept.
+export TF_ENABLE_ONEDNN_OPTS=${TF_ENABLE_ONEDNN_OPTS:-1}
 export MPLBACKEND=Agg
 cmd=${1:-}
 shift || true

@@ -1,65 +1,91 @@
-"""Benchmark of one Eq. 3 training step of the factorized-prior model.
+"""Benchmark of one Eq. 3 training step of the factorized-prior model
+(bmshj2018, Fig. 15), per distortion D, with oneDNN on and off.
 
-Compares, in the same process and on the same input batch, train steps/s of
+In one process (one per oneDNN setting, see below), on the same input batch,
+in interleaved rounds (one round = a few steps of every step function, then
+a few tf.matmul calls), it times
 
-- "project": `tfc_perception.models.build_model("factorized", ...)` trained
-  as `bin/train` does: `model.compile(Adam)` and the Keras train function
-  (`model.make_train_function()`, i.e. the model's `train_step` inside
-  `tf.function`, fed by a `tf.data` iterator, as `model.fit` runs it);
-- "baseline": a plain `tf.GradientTape` step of the same architecture
-  written inline with tensorflow-compression layers (4 SignalConv2D + GDN
-  down, 4 SignalConv2D + IGDN up, NoisyDeepFactorized +
-  ContinuousBatchedEntropyModel), `tf.function`-compiled, loss
-  bpp + lambda * 255^2 * MSE.
+- "project-D" for every D of --distortions (default mse, msssim, nlpd):
+  `build_model("factorized", distortion=D, ...)` trained as `bin/train`
+  does: `model.compile(Adam)` and the Keras train function (the model's
+  `train_step` inside `tf.function`, fed by a `tf.data` iterator);
+- "baseline": a plain `tf.GradientTape` step of the same architecture with
+  D = MSE written inline with tensorflow-compression layers (4
+  SignalConv2D + GDN down, 4 SignalConv2D + IGDN up, NoisyDeepFactorized +
+  ContinuousBatchedEntropyModel), loss bpp + lambda * 255^2 * MSE;
+- "matmul": an n x n tf.matmul in the policy's compute dtype, the machine's
+  peak for dense float work measured in the same rounds.
 
-For each precision policy (float32, mixed_bfloat16 by default), both steps
-are timed in interleaved rounds (project round, baseline round, ...) so that
-load changes on a shared machine hit both alike; steps/s is the median over
-rounds. Defaults are the issue's configuration: N=128, M=192, batch 8,
-256x256 (about 1 s per step on a 2-core CPU); use smaller sizes for quick
-checks:
+and reports seconds per step (median and best of the rounds), the ratio of
+every step to the project MSE step (median of the per-round ratios: the two
+are measured back to back, so this is the number that survives a shared
+machine's load), GFLOP per step (counted by TensorFlow's profiler on the
+traced graph), GFLOP/s and the fraction of the matmul peak.
 
-  .venv/bin/python benchmarks/train_step.py
+--onednn on,off (the default) runs the measurement once with
+TF_ENABLE_ONEDNN_OPTS=1 and once with =0, each in a fresh subprocess (TF
+reads the variable at import), and adds the off/on ratio of each step
+(measured in two processes, so less robust than the ratios above);
+--onednn default uses the environment as it is; --onednn '' measures in
+this process. The defaults are the issue's configuration: N=128, M=192,
+batch 8, 256x256. For quick checks use smaller sizes (MS-SSIM needs a
+patch of at least 161 px):
+
+  .venv/bin/python benchmarks/train_step.py --output results/train_step.json
   .venv/bin/python benchmarks/train_step.py --num_filters 32 \
-      --latent_channels 48 --patchsize 64 --rounds 3 --steps 3
+      --latent_channels 48 --patchsize 176 --rounds 3 --steps 2
 
-Prints one JSON document (and writes it to --output if given).
+Prints one JSON document (and writes it to --output if given) and a summary
+table on stderr.
 """
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_compression as tfc  # noqa: E402
 
-from tfc_perception import _io  # noqa: E402
-from tfc_perception import models  # noqa: E402
+import _bench  # noqa: E402
+from tfc_perception import _io  # noqa: E402  (sets the oneDNN default first)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_filters", 128, "N.")
 flags.DEFINE_integer("latent_channels", 192, "M.")
 flags.DEFINE_integer("batchsize", 8, "Images per step.")
 flags.DEFINE_integer("patchsize", 256, "Image side (pixels).")
-flags.DEFINE_list("precision_policies", ["float32", "mixed_bfloat16"],
-                  "Keras precision policies to time.")
+flags.DEFINE_list("distortions", ["mse", "msssim", "nlpd"],
+                  "D of the project steps (models.DISTORTIONS for images).")
+flags.DEFINE_bool("baseline", True, "Also time the inline tfc MSE step.")
+flags.DEFINE_list("precision_policies", ["float32"],
+                  "Keras precision policies to time (float32, "
+                  "mixed_float16, mixed_bfloat16).")
+flags.DEFINE_list("onednn", ["on", "off"],
+                  "oneDNN settings, one subprocess each (on, off, default); "
+                  "empty: measure in this process.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps (after tracing) per step "
                      "function and policy.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds.")
 flags.DEFINE_integer("steps", 3, "Steps per round and step function.")
+flags.DEFINE_integer("matmul_n", 2048, "Side of the tf.matmul of the peak.")
 flags.DEFINE_float("lmbda", 0.01, "lambda of Eq. 3.")
 flags.DEFINE_string("output", None, "Also write the JSON here (atomically).")
 
+_PEAK_DTYPE = {"float32": "float32", "mixed_float16": "float16",
+               "mixed_bfloat16": "bfloat16"}
+
 
 def _baseline(n, m, lmbda):
-  """An inline bmshj2018-factorized train step with tfc layers."""
+  """An inline bmshj2018-factorized train step with tfc layers, and its
+  graph."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_compression as tfc  # pylint: disable=g-import-not-at-top
+
   def down(f, gdn, i):
     return tfc.SignalConv2D(f, (5, 5), corr=True, strides_down=2,
                             padding="same_zeros", use_bias=True,
@@ -100,17 +126,23 @@ def _baseline(n, m, lmbda):
     optimizer.apply_gradients(zip(grads, variables))
     return loss
 
-  return lambda x, _: step(x)
+  return (lambda x, _: step(x),
+          lambda x, _: step.get_concrete_function(x))
 
 
-def _project(n, m, lmbda):
+def _project(distortion, n, m, lmbda):
+  """The Keras train function of the project's model, and its graph."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
   model = models.build_model("factorized", num_filters=n, latent_channels=m,
-                             lmbda=lmbda, seed=0)
+                             lmbda=lmbda, distortion=distortion, seed=0)
   # The models build their entropy models with float32 bottlenecks, so the
   # rate is computed in float32 under a mixed policy too.
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
   train_function = model.make_train_function()
-  return lambda _, iterator: train_function(iterator)["loss"]
+  return (lambda _, iterator: train_function(iterator)["loss"],
+          lambda _, iterator: model.train_tf_function.get_concrete_function(
+              iterator))
 
 
 def _run_steps(fn, x, iterator, steps):
@@ -121,56 +153,142 @@ def _run_steps(fn, x, iterator, steps):
   return (time.perf_counter() - start) / steps
 
 
-def _measure(policy):
+def _median_ratio(a, b):
+  return statistics.median(x / y for x, y in zip(a, b))
+
+
+def measure(policy):
+  """Times every step function and the matmul peak under one policy."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.keras.mixed_precision.set_global_policy(policy)
   try:
     shape = [FLAGS.batchsize, FLAGS.patchsize, FLAGS.patchsize, 3]
     x = tf.random.stateless_uniform(shape, seed=[1, 2])
     iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
-    fns = {"project": _project(FLAGS.num_filters, FLAGS.latent_channels,
-                               FLAGS.lmbda),
-           "baseline": _baseline(FLAGS.num_filters, FLAGS.latent_channels,
-                                 FLAGS.lmbda)}
+    fns, graphs = {}, {}
+    for d in FLAGS.distortions:
+      fns[f"project-{d}"], graphs[f"project-{d}"] = _project(
+          d, FLAGS.num_filters, FLAGS.latent_channels, FLAGS.lmbda)
+    if FLAGS.baseline:
+      fns["baseline"], graphs["baseline"] = _baseline(
+          FLAGS.num_filters, FLAGS.latent_channels, FLAGS.lmbda)
     for fn in fns.values():  # Trace + warm up.
       _run_steps(fn, x, iterator, 1 + FLAGS.warmup)
+    gflop = {k: _bench.graph_flops(g(x, iterator)) / 1e9
+             for k, g in graphs.items()}
+    mm_flops, mm_timer = _bench.matmul_seconds(FLAGS.matmul_n,
+                                               _PEAK_DTYPE[policy])
     seconds = {k: [] for k in fns}
+    matmul = []
     for r in range(FLAGS.rounds):
       for name, fn in fns.items():
         seconds[name].append(_run_steps(fn, x, iterator, FLAGS.steps))
         print(f"[{policy}] round {r + 1}/{FLAGS.rounds} {name}: "
               f"{seconds[name][-1]:.3f} s/step", file=sys.stderr, flush=True)
-    result = {"precision_policy": policy}
+      matmul.append(min(mm_timer() for _ in range(3)))
+    peak = mm_flops / statistics.median(matmul) / 1e9
+    result = {"precision_policy": policy,
+              "matmul_peak": {"n": FLAGS.matmul_n,
+                              "dtype": _PEAK_DTYPE[policy],
+                              "gflops_per_s_median": peak,
+                              "gflops_per_s_best": mm_flops / min(matmul) / 1e9,
+                              "seconds_rounds": matmul},
+              "steps": {}}
+    reference = f"project-{FLAGS.distortions[0]}"
     for name in fns:
       median = statistics.median(seconds[name])
-      result[name] = {"steps_per_s": 1.0 / median,
-                      "seconds_per_step_median": median,
-                      "seconds_per_step_rounds": seconds[name]}
-    result["ratio_to_baseline"] = (result["project"]["steps_per_s"]
-                                   / result["baseline"]["steps_per_s"])
+      rate = gflop[name] / median
+      result["steps"][name] = {
+          "seconds_per_step_median": median,
+          "seconds_per_step_best": min(seconds[name]),
+          "seconds_per_step_rounds": seconds[name],
+          "gflop_per_step": gflop[name],
+          "gflops_per_s": rate,
+          "fraction_of_matmul_peak": rate / peak,
+          f"ratio_to_{reference}": _median_ratio(seconds[name],
+                                                 seconds[reference]),
+      }
     return result
   finally:
     tf.keras.mixed_precision.set_global_policy("float32")
 
 
+def _config():
+  return {"num_filters": FLAGS.num_filters,
+          "latent_channels": FLAGS.latent_channels,
+          "batchsize": FLAGS.batchsize, "patchsize": FLAGS.patchsize,
+          "distortions": FLAGS.distortions, "baseline": FLAGS.baseline,
+          "precision_policies": FLAGS.precision_policies,
+          "rounds": FLAGS.rounds, "steps_per_round": FLAGS.steps,
+          "warmup": FLAGS.warmup, "matmul_n": FLAGS.matmul_n}
+
+
+def _measure_here():
+  t0 = time.time()
+  before = _bench.machine()
+  results = [measure(p) for p in FLAGS.precision_policies]
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return {"results": results, "oneDNN": _bench.onednn_state(),
+          "loadavg_before": before["loadavg"],
+          "loadavg_after": _bench.machine()["loadavg"],
+          "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+          "wall_time_s": time.time() - t0}
+
+
+def _off_on_ratios(runs):
+  """seconds(off) / seconds(on) per policy and step (two processes)."""
+  by = {r["onednn"]: r for r in runs}
+  if not {"on", "off"} <= set(by):
+    return None
+  out = {}
+  for on, off in zip(by["on"]["results"], by["off"]["results"]):
+    out[on["precision_policy"]] = {
+        k: off["steps"][k]["seconds_per_step_median"]
+        / v["seconds_per_step_median"] for k, v in on["steps"].items()}
+  return out
+
+
+def _summary(doc):
+  lines = []
+  for run in doc["runs"]:
+    for res in run["results"]:
+      peak = res["matmul_peak"]["gflops_per_s_median"]
+      lines.append(f"oneDNN {run.get('onednn', '-')} "
+                   f"({run['oneDNN']['onednn_enabled']}), "
+                   f"{res['precision_policy']}, matmul peak {peak:.1f} "
+                   f"GFLOP/s, load {run['loadavg_before'][0]:.1f}->"
+                   f"{run['loadavg_after'][0]:.1f}")
+      for name, st in res["steps"].items():
+        ratio = [v for k, v in st.items() if k.startswith("ratio_to_")][0]
+        lines.append(f"  {name:18s} {st['seconds_per_step_median']:7.3f} "
+                     f"s/step  x{ratio:5.3f}  {st['gflop_per_step']:6.1f} "
+                     f"GFLOP  {st['gflops_per_s']:6.1f} GFLOP/s "
+                     f"({100 * st['fraction_of_matmul_peak']:.0f}% of peak)")
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
-  t0 = time.time()
-  results = [_measure(p) for p in FLAGS.precision_policies]
+  if FLAGS.onednn and not _bench.is_child():
+    t0 = time.time()
+    runs = _bench.run_per_onednn(FLAGS.onednn)
+  else:
+    runs = [_measure_here()]
+    if _bench.is_child():
+      print(json.dumps(runs[0], default=str))
+      return
+    t0 = time.time() - runs[0]["wall_time_s"]
   doc = {
       "benchmark": "train_step",
       "model": "factorized (bmshj2018, Fig. 15)",
-      "config": {"num_filters": FLAGS.num_filters,
-                 "latent_channels": FLAGS.latent_channels,
-                 "batchsize": FLAGS.batchsize, "patchsize": FLAGS.patchsize,
-                 "rounds": FLAGS.rounds, "steps_per_round": FLAGS.steps,
-                 "warmup": FLAGS.warmup},
-      "results": results,
-      "device": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                 "gpus": [d.name for d in tf.config.list_logical_devices(
-                     "GPU")]},
-      "manifest": _io.make_manifest(wall_time_s=time.time() - t0),
+      "config": _config(),
+      "runs": runs,
+      "off_over_on": _off_on_ratios(runs),
+      "machine": _bench.machine(),
+      "manifest": _io.make_manifest(_config(), wall_time_s=time.time() - t0),
   }
   text = json.dumps(doc, indent=2, default=str)
+  print(_summary(doc), file=sys.stderr)
   print(text)
   if FLAGS.output:
     _io.write_text(FLAGS.output, text + "\n")

@@ -10,6 +10,10 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Before any test module imports TensorFlow, as a user's script would:
+# oneDNN on unless TF_ENABLE_ONEDNN_OPTS is set (tfc_perception/_onednn.py).
+import tfc_perception  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get(
     "TFC_PERCEPTION_SHARED_DATA",

@@ -14,7 +14,13 @@ density-weighted), `losses` (Keras losses of those distances), `models`
 
 __version__ = "0.1.0"
 
-import importlib as _importlib
+# Before anything imports TensorFlow: oneDNN on unless the user chose
+# (tfc_perception/_onednn.py).
+from tfc_perception import _onednn  # noqa: E402
+
+_onednn.enable()
+
+import importlib as _importlib  # noqa: E402
 
 _SUBMODULES = ("distances", "losses", "models", "induced", "data", "stats",
                "pretrained", "experiments", "training", "train_spec", "codec",

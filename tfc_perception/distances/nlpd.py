@@ -130,13 +130,10 @@ def _to_planes(x: tf.Tensor, max_val: float, color: str,
 
 def _to_channel_layout(planes_x: tf.Tensor, planes_y: tf.Tensor) -> tf.Tensor:
   """[B, H, W, P] x 2 -> [1, H, W, 2·B·P]: every greyscale plane of x and
-  then of y becomes one channel of a single image. The pyramid then runs as
-  depthwise convolutions over many channels, which is several times faster
-  on CPU than single-channel convolutions over a large batch."""
-  both = tf.concat([planes_x, planes_y], 0)
-  shape = tf.shape(both)
-  both = tf.transpose(both, [1, 2, 0, 3])
-  return tf.reshape(both, [1, shape[1], shape[2], shape[0] * shape[3]])
+  then of y becomes one channel of a single image, so that the pyramid runs
+  as depthwise convolutions over many channels
+  (`_common.to_channel_layout`)."""
+  return _common.to_channel_layout(tf.concat([planes_x, planes_y], 0))
 
 
 def _per_channel_mean_sq_diff(z: tf.Tensor) -> tf.Tensor:
