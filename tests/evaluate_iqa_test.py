@@ -175,7 +175,7 @@ def test_bin_evaluate_iqa_end_to_end(setup, loaded):
                    if f.endswith(".npz"))[::3]
   for f in dropped:
     os.remove(os.path.join(cache, first[0], f))
-  corrupt = [os.path.join(cache, second[0], "rate.json"),
+  corrupt = [os.path.join(cache, second[0], "rates.json"),
              os.path.join(cache, second[0], "pairs-mse-unquantized.json"),
              sorted(f for f in npz if second[0] in f)[0]]
   corrupt += [os.path.join(out, "cache", f) for f in
@@ -308,3 +308,39 @@ def test_pretrained_tfci_graph_gives_the_same_induced_distances(loaded,
     np.testing.assert_allclose(a[k], b[k], rtol=1e-6, err_msg=k)
   np.testing.assert_allclose(a["din"], b["din"], rtol=1e-4)
   assert np.all(a["din"] > 0)
+
+
+@pytest.mark.slow
+def test_two_shards_then_merge_equal_one_unsharded_run(setup, tmp_path):
+  """`shard=(i, 2)` runs compute disjoint work into one cache; the final run
+  computes nothing and writes exactly the numbers of an unsharded run."""
+  from tfc_perception.evaluation import iqa  # pylint: disable=g-import-not-at-top
+  ds = iqa.load_dataset("tid2013", setup["root"])
+  common = dict(models=setup["models"], distances="psnr,nlpd,dr,din,ds",
+                n_bootstrap=20, progress=False, batch_size=4)
+  one = iqa.evaluate_iqa(ds, str(tmp_path / "one"), **common)
+  total = one["computed"]
+  # 3 references + 30 distorted images per model; every pair once.
+  assert total == {"forward_passes": 2 * 33, "baseline_pairs": 30,
+                   "model_pairs": 2 * 30, "rate_images": 2 * 3}
+  cache = str(tmp_path / "shared-cache")
+  shards = [iqa.evaluate_iqa(ds, str(tmp_path / f"shard{i}"), cache_dir=cache,
+                             shard=f"{i}/2", **common) for i in range(2)]
+  for i, res in enumerate(shards):
+    assert res["shard"] == (i, 2)
+    assert os.path.exists(res["files"]["shard"])
+    assert not os.path.exists(tmp_path / f"shard{i}" / "pairs.csv")
+  # Disjoint and complete: the shards' work adds up to the unsharded run's.
+  for k, v in total.items():
+    assert sum(r["computed"][k] for r in shards) == v, k
+  merged = iqa.evaluate_iqa(ds, str(tmp_path / "merged"), cache_dir=cache,
+                            **common)
+  assert merged["computed"] == {k: 0 for k in total}
+  pd.testing.assert_frame_equal(merged["pairs"], one["pairs"], check_exact=True)
+  for a, b in zip(merged["summary"], one["summary"]):
+    assert a == pytest.approx(b, nan_ok=True)
+  with pytest.raises(ValueError, match="0 <= i < n"):
+    iqa.evaluate_iqa(ds, str(tmp_path / "x"), shard="2/2", **common)
+  with pytest.raises(ValueError, match="cache_dir"):
+    iqa.evaluate_iqa(ds, str(tmp_path / "x"), shard="0/2", cache_dir="",
+                     **common)

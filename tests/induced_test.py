@@ -249,3 +249,59 @@ def test_dr_and_ds_equal_numpy_reconstructions_under_each_base(base, rtol):
   np.testing.assert_allclose(r["ds2"], _reference(base, f2, h2), rtol=rtol)
   np.testing.assert_allclose(r["de"], _reference(base, f1, f2), rtol=rtol)
 
+
+def test_forward_pass_is_one_traced_function_per_input_shape():
+  model = TinyImageModel()
+  x = np.random.default_rng(0).integers(0, 256, (2, 40, 48, 3), np.uint8)
+  a = induced.model_outputs(model, x)
+  induced.model_outputs(model, x[:, :, :32])
+  b = induced.model_outputs(model, x)
+  traced = induced._TRACED[model]  # pylint: disable=protected-access
+  assert sorted(k[0] for k in traced) == [(2, 40, 32, 3), (2, 40, 48, 3)]
+  assert all(f.experimental_get_tracing_count() == 1
+             for f in traced.values())
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  # The numbers of the stages called eagerly one by one, to float
+  # precision (the graph may order sums differently); an 8-bit level may
+  # flip where a value sits on a rounding boundary.
+  padded = tf.pad(x, [[0, 0], [0, 8], [0, 0], [0, 0]], "SYMMETRIC")
+  y = model.analysis(padded)
+  x_hat = model.synthesis(model.quantize(y))[:, :40]
+  np.testing.assert_allclose(a["y"], y, rtol=1e-5, atol=1e-5)
+  levels = np.round(a["x_hat"] * 255)
+  eager = np.round(np.clip(x_hat, 0, 1) * 255)
+  assert np.max(np.abs(levels - eager)) <= 1
+  assert np.mean(levels == eager) > 0.99
+
+
+_MIRRORED = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfc_perception import induced, models
+model = models.build_model("factorized", num_filters=8, latent_channels=8,
+                           seed=1)
+x = np.random.default_rng(0).integers(0, 256, (3, 48, 64, 3), np.uint8)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+a = induced.model_outputs(model, x)
+b = induced.model_outputs(model, x, strategy=strategy)
+for k in a:
+  assert a[k].shape == b[k].shape, k
+  np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-6, err_msg=k)
+print("replicas", strategy.num_replicas_in_sync)
+"""
+
+
+def test_forward_pass_split_over_mirrored_replicas():
+  # Two logical CPUs stand in for two GPUs; a batch of 3 is padded to 4.
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-c", _MIRRORED], cwd=root,
+                        env=dict(os.environ, PYTHONPATH=root),
+                        capture_output=True, text=True, timeout=180)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "replicas 2" in proc.stdout

@@ -14,7 +14,11 @@ For an autoencoder with analysis (encoder) e, quantiser Q and synthesis
 Works for any model with the project's common interface (analysis, quantize,
 synthesis): the Keras models of `tfc_perception.models`, loaded pretrained
 tfci graphs, and the 2-D models (vectors [N, D]) used for Fig. 2. One forward
-pass (analysis -> quantize -> synthesis) per input batch.
+pass (analysis -> quantize -> synthesis) per input batch; for Keras models it
+is one traced tf.function per input shape, with the padding, the three
+stages, the crop and the 8-bit rounding fused (its speed against the
+machine's matmul peak: benchmarks/evaluate.py, docs/evaluate.md), optionally
+split over the replicas of a tf.distribute strategy.
 
 Units: images are compared as float32 in [0, 1] (uint8 input is divided by
 255; float input is divided by its `max_val`), so base distances are in
@@ -22,6 +26,7 @@ Units: images are compared as float32 in [0, 1] (uint8 input is divided by
 norm of the [0, 1] difference. Vectors are used as given.
 """
 
+import weakref
 from typing import Callable, Dict, Optional, Union
 
 import numpy as np
@@ -80,8 +85,8 @@ def _prepare(x, name: str, max_val):
 
 
 def model_outputs(model, x, max_val: Optional[float] = None,
-                  pad_multiple: int = 16, round_output: bool = True
-                  ) -> Dict[str, np.ndarray]:
+                  pad_multiple: int = 16, round_output: bool = True,
+                  strategy=None) -> Dict[str, np.ndarray]:
   """One forward pass: latents and reconstruction of a batch.
 
   Args:
@@ -96,6 +101,9 @@ def model_outputs(model, x, max_val: Optional[float] = None,
     round_output: for images, clip the reconstruction to [0, 1] and round it
       to 8 bits, as `reconstruct`/`decompress` do (Dr is then computed on
       what a decoder outputs). Ignored for vectors.
+    strategy: a tf.distribute strategy (e.g. MirroredStrategy over the local
+      GPUs) whose replicas each take a contiguous part of the batch; None
+      for one device. The outputs do not depend on it.
 
   Returns:
     {"x": input as float32 ([0, 1] for images), "y": latent before
@@ -121,19 +129,89 @@ def model_outputs(model, x, max_val: Optional[float] = None,
   if is_image:
     h, w = int(xf.shape[1]), int(xf.shape[2])
     ph, pw = (-h) % pad_multiple, (-w) % pad_multiple
-    if ph or pw:
-      # Mirror padding needs the pad to be smaller than the image.
-      mode = "SYMMETRIC" if ph <= h and pw <= w else "CONSTANT"
-      inp = tf.pad(inp, [[0, 0], [0, ph], [0, pw], [0, 0]], mode=mode)
+    # Mirror padding needs the pad to be smaller than the image.
+    pad = (ph, pw, "SYMMETRIC" if ph <= h and pw <= w else "CONSTANT")
+  else:
+    pad = None
+  if strategy is not None and strategy.num_replicas_in_sync > 1:
+    y, y_hat, x_hat = _run_replicated(strategy, model, inp, pad, round_output)
+  elif isinstance(model, tf.keras.Model):
+    y, y_hat, x_hat = forward_function(model, inp.shape, inp.dtype, pad,
+                                       round_output)(inp)
+  else:  # e.g. a pretrained tfci graph: its stages are graph functions
+    y, y_hat, x_hat = _forward(model, inp, pad, round_output)
+  return {"x": xf.numpy(), "y": np.asarray(y, np.float32),
+          "y_hat": np.asarray(y_hat, np.float32),
+          "x_hat": np.asarray(x_hat, np.float32)}
+
+
+def _forward(model, inp, pad, round_output):
+  """analysis -> quantize -> synthesis of a batch (padded by `pad` =
+  (rows, columns, mode) and cropped back for images; None for vectors)."""
+  if pad is not None:
+    h, w = inp.shape[1], inp.shape[2]
+    if pad[0] or pad[1]:
+      inp = tf.pad(inp, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]],
+                   mode=pad[2])
   y = model.analysis(inp)
   y_hat = model.quantize(y, training=False)
   x_hat = tf.cast(model.synthesis(y_hat), tf.float32)
-  if is_image:
+  if pad is not None:
     x_hat = x_hat[:, :h, :w, :]
     if round_output:
       x_hat = tf.round(tf.clip_by_value(x_hat, 0.0, 1.0) * 255.0) / 255.0
-  return {"x": xf.numpy(), "y": np.asarray(y, np.float32),
-          "y_hat": np.asarray(y_hat, np.float32), "x_hat": x_hat.numpy()}
+  return tf.cast(y, tf.float32), tf.cast(y_hat, tf.float32), x_hat
+
+
+# Traced forward functions per model (weakly held) and input signature.
+_TRACED = weakref.WeakKeyDictionary()
+
+
+def forward_function(model, shape, dtype, pad, round_output: bool = True):
+  """The forward pass of `model` on inputs of `shape`/`dtype` as one traced
+  tf.function (built once per model and signature, then reused).
+
+  Args:
+    model: a Keras model with the common interface.
+    shape: input shape (static), e.g. [4, 384, 512, 3].
+    dtype: input dtype (uint8 or float32 images, float vectors).
+    pad: (rows, columns, mode) of padding for images, None for vectors.
+    round_output: clip and round image reconstructions to 8 bits.
+
+  Returns:
+    A function input -> (y, y_hat, x_hat) tensors.
+  """
+  per_model = _TRACED.setdefault(model, {})
+  key = (tuple(shape), tf.as_dtype(dtype).name, pad, bool(round_output))
+  if key not in per_model:
+    per_model[key] = tf.function(
+        lambda t: _forward(model, t, pad, round_output),
+        input_signature=[tf.TensorSpec(shape, dtype)])
+  return per_model[key]
+
+
+def _run_replicated(strategy, model, inp, pad, round_output):
+  """The forward pass with the batch split over the strategy's replicas
+  (contiguous parts, padded with copies of the last example to a multiple of
+  the replica count), gathered back in order; one traced function per
+  strategy and input signature."""
+  n = strategy.num_replicas_in_sync
+  batch = int(inp.shape[0])
+  per = -(-batch // n)
+  if per * n != batch:
+    inp = tf.concat([inp, tf.repeat(inp[-1:], per * n - batch, 0)], 0)
+  per_model = _TRACED.setdefault(model, {})
+  key = (strategy, tuple(inp.shape), inp.dtype.name, pad, bool(round_output))
+  if key not in per_model:
+    def replicated(parts):
+      outs = strategy.run(lambda t: _forward(model, t, pad, round_output),
+                          args=(parts,))
+      return tuple(strategy.gather(o, axis=0) for o in outs)
+    per_model[key] = tf.function(replicated)
+  parts = strategy.experimental_distribute_values_from_function(
+      lambda ctx: inp[ctx.replica_id_in_sync_group * per:
+                      (ctx.replica_id_in_sync_group + 1) * per])
+  return tuple(o[:batch] for o in per_model[key](parts))
 
 
 def _flat_norm(a) -> np.ndarray:

@@ -3,6 +3,9 @@
 Writes pairs.csv, summary.csv, summary.json, models.csv, fig3_srcc.png and
 manifest.json to --output (see docs/evaluate.md); latents, reconstructions
 and per-pair distances are cached (--cache_dir), so re-runs resume.
+
+On several machines: run `--shard i/n` (i = 0 .. n-1) on each with one
+shared --cache_dir, then once without --shard for the tables and figures.
 """
 
 from absl import flags
@@ -43,6 +46,9 @@ flags.DEFINE_enum("figure_metric", "srcc",
                   "Correlation shown in the figure.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_list("tensors", [], tensors_lib.FLAG_HELP)
+flags.DEFINE_string("shard", None, "i/n (0 <= i < n): compute only this "
+                    "shard's (model, reference image) work units into the "
+                    "cache; a final run without --shard writes the tables.")
 
 
 def _flag_values():
@@ -62,7 +68,13 @@ def main(argv):
       progress=FLAGS.progress, msssim_scales=FLAGS.msssim_scales,
       figure_metric=FLAGS.figure_metric,
       config=_flag_values(),
-      tensors=FLAGS.tensors)
+      tensors=FLAGS.tensors, shard=FLAGS.shard)
+  if "shard" in result:
+    done = ", ".join(f"{v} {k.replace('_', ' ')}"
+                     for k, v in result["computed"].items())
+    print(f"shard {result['shard'][0]}/{result['shard'][1]}: computed {done}; "
+          f"wrote {result['files']['shard']}")
+    return
   for row in result["summary"]:
     print(f"{row['model'] or '(baseline)':<36} {row['distance']:<7} "
           f"|SRCC| {row['srcc']:.4f}  |PLCC| {row['plcc']:.4f} "

@@ -35,8 +35,20 @@ latents (y as float16, Q(y) as int16) and the 8-bit reconstruction in an
 baseline, the per-pair distances keyed by image hashes and settings. A
 re-run, an added distance or model, or an interrupted run resumes from them.
 A cache file that cannot be read back is recomputed, with a RuntimeWarning.
+
+Scaling out: the forward passes run as one traced function per image size
+(`tfc_perception.induced.forward_function`), over all local GPUs when there
+are several (`strategy="auto"`: MirroredStrategy, the batch split over
+them). `shard=(i, n)` computes only the work units (model or baselines,
+reference image) whose stable hash falls in shard i of n -- the reference's
+forward pass, those of its distorted images, their pair distances and the
+reference's bit-stream size -- into the cache (per-shard cache files, so
+shards on several machines can share one cache folder); a final run without
+`shard` finds everything cached and only writes the tables and figures.
 """
 
+import contextlib
+import glob
 import hashlib
 import io
 import math
@@ -55,7 +67,8 @@ from tfc_perception.data import iqa as iqa_data
 from tfc_perception.evaluation import _models
 
 __all__ = ["INDUCED", "evaluate_iqa", "load_dataset", "plot_fig3",
-           "fig3_figure", "parse_distances", "FIGURE_METRICS"]
+           "fig3_figure", "parse_distances", "parse_shard",
+           "FIGURE_METRICS"]
 
 # The distances a model induces (tfc_perception.induced); every other name
 # is a baseline metric of tfc_perception.distances.registry.
@@ -148,23 +161,47 @@ class _Images:
     return self._arrays[path]
 
 
+def _shard_suffix(shard) -> str:
+  return "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
+
+
 class _PairCache:
   """Per-pair values {pair_key: {column: value}} in a JSON file, saved
-  atomically (periodically and at the end)."""
+  atomically (periodically and at the end).
 
-  def __init__(self, path: Optional[str]):
+  With `shard=(i, n)` the values this process computes go to
+  `<stem>.shard-i-of-n.json` next to `path` (so that shards running at once
+  never write the same file); reading always merges `path` and every shard
+  file of it.
+  """
+
+  def __init__(self, path: Optional[str], shard=None):
     self.path = path
     self.data: Dict[str, Dict[str, float]] = {}
     self._dirty = False
     self._last = time.time()
-    if path and os.path.exists(path):
+    if not path:
+      return
+    stem = path[:-len(".json")]
+    shard_files = sorted(glob.glob(glob.escape(stem) + ".shard-*-of-*.json"))
+    for f in ([path] if os.path.exists(path) else []) + shard_files:
       try:
-        self.data = _io.read_json(path)
-        if not isinstance(self.data, dict):
+        part = _io.read_json(f)
+        if not isinstance(part, dict):
           raise ValueError("not a JSON object")
-      except (OSError, ValueError) as e:
-        _warn_corrupt(path, e)
-        self.data = {}
+        for k, v in part.items():
+          self.data.setdefault(k, {}).update(v)
+      except (OSError, ValueError, TypeError) as e:
+        _warn_corrupt(f, e)  # its values are recomputed
+    self.path = stem + _shard_suffix(shard) + ".json"
+    self._own = {}
+    if os.path.exists(self.path):
+      try:
+        self._own = _io.read_json(self.path)
+        if not isinstance(self._own, dict):
+          raise ValueError("not a JSON object")
+      except (OSError, ValueError):
+        self._own = {}  # (warned about above)
 
   def get(self, key: str, columns: Sequence[str]) -> Optional[Dict[str, float]]:
     v = self.data.get(key)
@@ -173,17 +210,48 @@ class _PairCache:
     return v
 
   def put(self, key: str, values: Dict[str, float]) -> None:
-    self.data.setdefault(key, {}).update(
-        {k: float(v) for k, v in values.items()})
+    values = {k: float(v) for k, v in values.items()}
+    self.data.setdefault(key, {}).update(values)
+    if self.path:
+      self._own.setdefault(key, {}).update(values)
     self._dirty = True
     if time.time() - self._last > _SAVE_EVERY_S:
       self.flush()
 
   def flush(self) -> None:
     if self.path and self._dirty:
-      _io.write_json(self.path, self.data, indent=None)
+      _io.write_json(self.path, self._own, indent=None)
       self._dirty = False
     self._last = time.time()
+
+
+def _owned(unit: str, shard) -> bool:
+  """Whether shard (i, n) computes work unit `unit` (stable: a hash of the
+  unit's name, independent of the order or the subset evaluated)."""
+  if shard is None:
+    return True
+  digest = int(hashlib.sha1(unit.encode()).hexdigest()[:12], 16)
+  return digest % shard[1] == shard[0]
+
+
+def parse_shard(shard) -> Optional[tuple]:
+  """"i/n" (or (i, n)) -> (i, n) with 0 <= i < n; None stays None.
+
+  Raises:
+    ValueError: anything else.
+  """
+  if shard is None or shard == "":
+    return None
+  try:
+    i, n = (shard.split("/") if isinstance(shard, str) else shard)
+    i, n = int(i), int(n)
+  except (TypeError, ValueError):
+    raise ValueError(f"shard must be 'i/n' with integers 0 <= i < n (e.g. "
+                     f"0/4 ... 3/4), got {shard!r}.") from None
+  if not 0 <= i < n:
+    raise ValueError(f"shard must be 'i/n' with 0 <= i < n (e.g. 0/4 ... "
+                     f"3/4), got {shard!r}.")
+  return (i, n)
 
 
 def _save_outputs(path: str, out: Dict[str, np.ndarray]) -> None:
@@ -255,13 +323,14 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def _baselines(dataset, names, images, cache_dir, batch_size, progress,
-               msssim_scales):
-  """{name: array [n_pairs]} of model-free distances between x1 and x2."""
+               msssim_scales, shard=None, counts=None):
+  """{name: array [n_pairs]} of model-free distances between x1 and x2
+  (NaN for the pairs of other shards)."""
   from tfc_perception.distances import registry  # pylint: disable=g-import-not-at-top
   pairs = dataset.pairs
   suffix = "" if msssim_scales == 5 else f"-msssim{msssim_scales}"
   cache = _PairCache(os.path.join(cache_dir, f"baselines{suffix}.json")
-                     if cache_dir else None)
+                     if cache_dir else None, shard)
   fns = {}
   for n in names:
     metric = registry.get(n)
@@ -275,6 +344,10 @@ def _baselines(dataset, names, images, cache_dir, batch_size, progress,
   try:
     with _progress(len(pairs), "baselines", progress) as bar:
       for chunk in _chunks(pairs, batch_size, images):
+        ref = images.hash(pairs.at[chunk[0], "reference_path"])
+        if not _owned(f"baselines|{ref}", shard):
+          bar.update(len(chunk))
+          continue
         keys = [images.hash(pairs.at[i, "reference_path"]) + "-" +
                 images.hash(pairs.at[i, "distorted_path"]) for i in chunk]
         todo = [j for j, k in enumerate(keys) if cache.get(k, names) is None]
@@ -287,6 +360,8 @@ def _baselines(dataset, names, images, cache_dir, batch_size, progress,
                       for n in names}
           for t, j in enumerate(todo):
             cache.put(keys[j], {n: computed[n][t] for n in names})
+          if counts is not None:
+            counts["baseline_pairs"] += len(todo)
         for j, i in enumerate(chunk):
           row = cache.get(keys[j], names)
           for n in names:
@@ -298,7 +373,7 @@ def _baselines(dataset, names, images, cache_dir, batch_size, progress,
 
 
 def _model_outputs_cached(lm, paths, images, cache_dir, batch_size,
-                          cache_outputs):
+                          cache_outputs, strategy=None, counts=None):
   """model_outputs for image paths (same shape), from cache where present."""
   from tfc_perception import induced  # pylint: disable=g-import-not-at-top
   result: List[Optional[Dict[str, np.ndarray]]] = [None] * len(paths)
@@ -314,7 +389,9 @@ def _model_outputs_cached(lm, paths, images, cache_dir, batch_size,
   for s in range(0, len(todo), batch_size):
     part = todo[s:s + batch_size]
     x = _stack([paths[j] for j, _ in part], images, "input")
-    out = induced.model_outputs(lm.model, x)
+    out = induced.model_outputs(lm.model, x, strategy=strategy)
+    if counts is not None:
+      counts["forward_passes"] += len(part)
     for t, (j, f) in enumerate(part):
       one = {k: v[t:t + 1] for k, v in out.items()}
       if f:
@@ -324,8 +401,10 @@ def _model_outputs_cached(lm, paths, images, cache_dir, batch_size,
 
 
 def _model_distances(lm, dataset, names, images, cache_dir, batch_size, base,
-                     latent, progress, cache_outputs):
-  """{column: array [n_pairs]} of induced distances for one model."""
+                     latent, progress, cache_outputs, shard=None,
+                     strategy=None, counts=None):
+  """{column: array [n_pairs]} of induced distances for one model (NaN for
+  the pairs of other shards)."""
   from tfc_perception import induced  # pylint: disable=g-import-not-at-top
   pairs = dataset.pairs
   which = [w for w in ("de", "dr", "din", "ds") if w in names]
@@ -334,13 +413,17 @@ def _model_distances(lm, dataset, names, images, cache_dir, batch_size, base,
     cols += ["ds1", "ds2"] if w == "ds" else [w]
   cache = _PairCache(
       os.path.join(cache_dir, "models", lm.key,
-                   f"pairs-{base}-{latent}.json") if cache_dir else None)
+                   f"pairs-{base}-{latent}.json") if cache_dir else None,
+      shard)
   values = {c: np.full(len(pairs), np.nan) for c in cols}
   ref_outputs: Dict[str, Dict[str, np.ndarray]] = {}
   try:
     with _progress(len(pairs), lm.name, progress) as bar:
       for chunk in _chunks(pairs, batch_size, images):
         refs = [pairs.at[i, "reference_path"] for i in chunk]
+        if not _owned(f"{lm.key}|{images.hash(refs[0])}", shard):
+          bar.update(len(chunk))
+          continue
         diss = [pairs.at[i, "distorted_path"] for i in chunk]
         keys = [images.hash(r) + "-" + images.hash(d) for r, d in zip(refs,
                                                                       diss)]
@@ -351,10 +434,12 @@ def _model_distances(lm, dataset, names, images, cache_dir, batch_size, base,
             if len(ref_outputs) > 8:
               ref_outputs.clear()
             for p, o in zip(need_refs, _model_outputs_cached(
-                lm, need_refs, images, cache_dir, batch_size, cache_outputs)):
+                lm, need_refs, images, cache_dir, batch_size, cache_outputs,
+                strategy, counts)):
               ref_outputs[p] = o
           outs2 = _model_outputs_cached(lm, [diss[j] for j in todo], images,
-                                        cache_dir, batch_size, cache_outputs)
+                                        cache_dir, batch_size, cache_outputs,
+                                        strategy, counts)
           o1 = {k: np.concatenate([ref_outputs[refs[j]][k] for j in todo])
                 for k in ("x", "y", "y_hat", "x_hat")}
           o2 = {k: np.concatenate([o[k] for o in outs2])
@@ -363,6 +448,8 @@ def _model_distances(lm, dataset, names, images, cache_dir, batch_size, base,
                                              which=which)
           for t, j in enumerate(todo):
             cache.put(keys[j], {c: d[c][t] for c in cols})
+          if counts is not None:
+            counts["model_pairs"] += len(todo)
         for j, i in enumerate(chunk):
           row = cache.get(keys[j], cols)
           for c in cols:
@@ -373,32 +460,32 @@ def _model_distances(lm, dataset, names, images, cache_dir, batch_size, base,
   return values
 
 
-def _model_rate(lm, dataset, images, cache_dir) -> float:
-  """Mean actual bit-stream bpp of the model on the reference images."""
-  f = (os.path.join(cache_dir, "models", lm.key, "rate.json")
-       if cache_dir else None)
-  refs = dataset.references
-  key = hashlib.sha1("".join(images.hash(p) for p in refs).encode()
-                     ).hexdigest()[:16]
-  if f and os.path.exists(f):
-    try:
-      cached = _io.read_json(f)
-      if cached.get("images") == key:
-        return float(cached["rate_bpp"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-      _warn_corrupt(f, e)
-  if not callable(getattr(lm.model, "compress", None)):
-    return math.nan
+def _model_rate(lm, dataset, images, cache_dir, shard=None,
+                counts=None) -> float:
+  """Mean actual bit-stream bpp of the model on the reference images (NaN
+  in a shard run, which only caches the bpp of its own references)."""
+  cache = _PairCache(os.path.join(cache_dir, "models", lm.key, "rates.json")
+                     if cache_dir else None, shard)
   bpps = []
-  for p in refs:
-    x = images.array(p)
-    nbytes = _models.bitstream_bytes(lm.model.compress(x[None]))
-    bpps.append(8.0 * nbytes / (x.shape[0] * x.shape[1]))
-  rate = float(np.mean(bpps))
-  if f:
-    _io.write_json(f, {"images": key, "rate_bpp": rate,
-                       "n_images": len(refs)})
-  return rate
+  try:
+    for p in dataset.references:
+      h = images.hash(p)
+      if not _owned(f"{lm.key}|{h}", shard):
+        continue
+      row = cache.get(h, ["bpp"])
+      if row is None:
+        if not callable(getattr(lm.model, "compress", None)):
+          return math.nan
+        x = images.array(p)
+        nbytes = _models.bitstream_bytes(lm.model.compress(x[None]))
+        row = {"bpp": 8.0 * nbytes / (x.shape[0] * x.shape[1])}
+        cache.put(h, row)
+        if counts is not None:
+          counts["rate_images"] += 1
+      bpps.append(row["bpp"])
+  finally:
+    cache.flush()
+  return math.nan if shard is not None else float(np.mean(bpps))
 
 
 def plot_fig3(summary_rows: Sequence[Dict[str, Any]], path: str,
@@ -501,7 +588,8 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
                  limit: Optional[int] = None, progress: bool = True,
                  msssim_scales: int = 5, figure_metric: str = "srcc",
                  config: Optional[Dict[str, Any]] = None,
-                 tensors=None) -> Dict[str, Any]:
+                 tensors=None, shard=None,
+                 strategy="auto") -> Dict[str, Any]:
   """Evaluates baselines and induced distances against MOS (Fig. 3).
 
   Args:
@@ -532,11 +620,20 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
     config: settings recorded in the manifest (the CLI passes its flags).
     tensors: internal tensor names of the tfci models among `models`
       (`tfc_perception.pretrained.load`; the --tensors flag).
+    shard: None, or "i/n" / (i, n) with 0 <= i < n: compute only shard i's
+      work units into the cache (needs a cache_dir) and write
+      `shard-i-of-n.json` instead of the tables; run once more without
+      `shard` (same cache) for the tables and figures.
+    strategy: "auto" (MirroredStrategy over the local GPUs when there are
+      two or more, else one device), None (one device), or a
+      tf.distribute.Strategy whose replicas split every forward batch.
 
   Returns:
     {"summary": list of summary rows, "json": summary.json content,
      "pairs": the per-pair table of pairs.csv (DataFrame),
-     "files": {kind: path}}.
+     "files": {kind: path}, "computed": counts of the work done in this run
+     ("forward_passes", "baseline_pairs", "model_pairs", "rate_images")};
+    a shard run returns only "shard", "computed" and "files".
 
   Raises:
     ValueError: bad distances/base/latent/batch_size/limit, no pairs, induced
@@ -556,6 +653,12 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   _validation.check_int(msssim_scales, "msssim_scales", 1, 5)
   if limit is not None:
     _validation.check_int(limit, "limit", 1)
+  shard = parse_shard(shard)
+  if shard is not None and cache_dir == "":
+    raise ValueError("a shard run writes its results into the cache; give a "
+                     "cache_dir (not '') shared by all shards and the final "
+                     "run.")
+  strategy = _resolve_strategy(strategy)
   baseline_names = [n for n in names if n not in INDUCED]
   induced_names = [n for n in names if n in INDUCED]
   if induced_names and not (models or loaded_models):
@@ -586,22 +689,34 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
   images = _Images()
   lms = (_models.load_models(models or [], loaded_models, tensors=tensors)
          if induced_names else [])
+  counts = {"forward_passes": 0, "baseline_pairs": 0, "model_pairs": 0,
+            "rate_images": 0}
 
   table = pairs[["name", "reference", "type", "type_name", "level", "mos",
                  "mos_std"]].copy()
   columns: Dict[str, np.ndarray] = {}
   if baseline_names:
     for n, v in _baselines(ds, baseline_names, images, cache_dir, batch_size,
-                           progress, msssim_scales).items():
+                           progress, msssim_scales, shard, counts).items():
       columns[n] = v
   rates = {}
-  for lm in lms:
-    vals = _model_distances(lm, ds, induced_names, images, cache_dir,
-                            batch_size, base, latent, progress, cache_outputs)
-    for c, v in vals.items():
-      col = {"ds2": "ds", "ds1": "ds_ref"}.get(c, c)
-      columns[f"{col}@{lm.name}"] = v
-    rates[lm.name] = _model_rate(lm, ds, images, cache_dir)
+  with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    for lm in lms:  # (a model loaded here gets the strategy's variables)
+      vals = _model_distances(lm, ds, induced_names, images, cache_dir,
+                              batch_size, base, latent, progress,
+                              cache_outputs, shard, strategy, counts)
+      for c, v in vals.items():
+        col = {"ds2": "ds", "ds1": "ds_ref"}.get(c, c)
+        columns[f"{col}@{lm.name}"] = v
+      rates[lm.name] = _model_rate(lm, ds, images, cache_dir, shard, counts)
+  if shard is not None:
+    path = os.path.join(output_dir, f"shard-{shard[0]}-of-{shard[1]}.json")
+    _io.write_json(path, _io.make_manifest(
+        config if config is not None else {"shard": list(shard)},
+        wall_time_s=time.time() - t0, computed=counts,
+        cache_dir=os.path.abspath(cache_dir),
+        models=[lm.name for lm in lms], n_pairs=len(pairs)))
+    return {"shard": shard, "computed": counts, "files": {"shard": path}}
   for c, v in columns.items():
     table[c] = v
 
@@ -673,6 +788,21 @@ def evaluate_iqa(dataset: iqa_data.IQADataset, output_dir: str,
               title=f"{ds.name}: {len(pairs)} pairs, Dr base {base}")
   _io.write_json(files["manifest"], _io.make_manifest(
       config if config is not None else settings,
-      wall_time_s=time.time() - t0, files=files))
+      wall_time_s=time.time() - t0, files=files, computed=counts))
   return {"summary": summary_rows, "json": summary_json, "pairs": table,
-          "files": files}
+          "files": files, "computed": counts}
+
+
+def _resolve_strategy(strategy):
+  """"auto" -> MirroredStrategy over the local GPUs if there are >= 2, else
+  None; None or a tf.distribute.Strategy as given."""
+  if strategy is None:
+    return None
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if isinstance(strategy, tf.distribute.Strategy):
+    return strategy
+  if strategy != "auto":
+    raise ValueError(f"strategy must be 'auto', None or a "
+                     f"tf.distribute.Strategy, got {strategy!r}.")
+  gpus = tf.config.list_logical_devices("GPU")
+  return tf.distribute.MirroredStrategy() if len(gpus) >= 2 else None
