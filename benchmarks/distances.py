@@ -23,13 +23,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tfc_perception import _io  # noqa: E402  (oneDNN default before TF)
+from tfc_perception import distances  # noqa: E402
+
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-from tfc_perception import _io  # noqa: E402
-from tfc_perception import distances  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("shapes", ["8x256x256x3", "8x384x512x3"],

@@ -1,7 +1,22 @@
 #!/usr/bin/env python3
-"""Benchmark of bin/evaluate iqa (issue 5): pairs/s on TID2013-sized pairs.
+"""Benchmark of bin/evaluate iqa: forward-pass throughput against the matmul
+peak, and pairs/s on TID2013-sized pairs.
 
-Measures, in one run, on a subset of 512x384 pairs laid out like TID2013
+Forward pass (the part that scales with models x images): an untrained
+FactorizedPrior (N=128/M=192, and N=192/M=320 unless --skip_large) on a
+batch of --batch_size 512x384 images, timed in interleaved rounds with
+
+  fused      `induced.model_outputs`, as bin/evaluate iqa runs it: one traced
+             function per image size (pad, analysis, quantize, synthesis,
+             crop, rounding);
+  eager      the same stages called eagerly one after the other (the
+             baseline: what the evaluation did before);
+  matmul     a 2048 x 2048 tf.matmul, the machine's dense float32 peak;
+
+with GFLOP per batch counted by TensorFlow's profiler on the traced graph,
+GFLOP/s and the fraction of the matmul peak (median over rounds).
+
+Then, in the same run, on a subset of 512x384 pairs laid out like TID2013
 (references from ../shared/data/tid2013-sample when present, otherwise
 synthetic; distorted = reference + Gaussian noise):
 
@@ -17,22 +32,30 @@ models (10 of N=128/M=192, 6 of N=192/M=320) x (3000 distorted + 25
 reference forward passes), against the 60-minute target. Prints JSON.
 
   .venv/bin/python benchmarks/evaluate.py --pairs 8
+  .venv/bin/python benchmarks/evaluate.py --forward_only --rounds 5
+
+--onednn on,off runs everything once per oneDNN setting in subprocesses
+(see benchmarks/_bench.py); by default it runs in this process.
 """
 
 import argparse
 import json
 import os
-import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+import _bench  # noqa: E402
+import tfc_perception  # noqa: E402,F401  (its oneDNN default, before TF)
 
 SHARED_TID = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), "..", "shared", "data", "tid2013-sample", "reference_images")
@@ -73,6 +96,67 @@ def make_dataset(root, n_pairs, seed=0):
   return source
 
 
+def forward_throughput(configs, batch_size, height, width, rounds):
+  """Fused vs eager forward passes and the matmul peak, interleaved.
+
+  Args:
+    configs: [(label, N, M)] of FactorizedPriors to time.
+    batch_size, height, width: the input batch (uint8 images).
+    rounds: timing rounds (median reported).
+
+  Returns:
+    {"matmul_peak_gflops_per_s": ..., label: {...}} (see the module doc).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfc_perception import induced  # pylint: disable=g-import-not-at-top
+  from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(0).integers(
+      0, 256, (batch_size, height, width, 3), dtype=np.uint8)
+  inp = tf.constant(x)
+  pad = ((-height) % 16, (-width) % 16, "SYMMETRIC")
+  runs, gflop = {}, {}
+  for label, nf, m in configs:
+    tf.keras.utils.set_random_seed(0)
+    model = models.build_model("factorized", num_filters=nf,
+                               latent_channels=m)
+    fused = induced.forward_function(model, inp.shape, inp.dtype, pad)
+    runs[(label, "fused")] = lambda model=model: induced.model_outputs(
+        model, x)
+    runs[(label, "eager")] = lambda model=model: [
+        t.numpy() for t in induced._forward(model, inp, pad, True)]  # pylint: disable=protected-access
+    gflop[label] = _bench.graph_flops(fused.get_concrete_function()) / 1e9
+  mm_flops, mm_timer = _bench.matmul_seconds()
+  for f in runs.values():  # tracing + warm-up
+    f()
+  seconds = {k: [] for k in runs}
+  matmul = []
+  for r in range(rounds):
+    for k, f in runs.items():
+      t = time.perf_counter()
+      f()
+      seconds[k].append(time.perf_counter() - t)
+      print(f"forward round {r + 1}/{rounds} {k[0]} {k[1]}: "
+            f"{seconds[k][-1]:.3f} s", file=sys.stderr, flush=True)
+    matmul.append(min(mm_timer() for _ in range(3)))
+  peak = mm_flops / statistics.median(matmul) / 1e9
+  out = {"batch_size": batch_size, "image_size_hw": [height, width],
+         "matmul_peak_gflops_per_s": peak, "matmul_seconds_rounds": matmul}
+  for label, _, _ in configs:
+    entry = {"gflop_per_batch": gflop[label]}
+    for mode in ("fused", "eager"):
+      t = statistics.median(seconds[(label, mode)])
+      entry[mode] = {"seconds_per_batch_median": t,
+                     "seconds_rounds": seconds[(label, mode)],
+                     "images_per_s": batch_size / t,
+                     "gflops_per_s": gflop[label] / t,
+                     "fraction_of_matmul_peak": gflop[label] / t / peak}
+    entry["fused_speedup_over_eager"] = statistics.median(
+        e / f for e, f in zip(seconds[(label, "eager")],
+                              seconds[(label, "fused")]))
+    out[label] = entry
+  return out
+
+
 class _Timer:
   """Wall and process CPU time of a block (the machine may be shared: CPU
   seconds / cores bounds what an idle machine would take)."""
@@ -93,12 +177,39 @@ def main():
   parser.add_argument("--batch_size", type=int, default=4)
   parser.add_argument("--skip_large", action="store_true",
                       help="do not time the N=192/M=320 model")
+  parser.add_argument("--forward_only", action="store_true",
+                      help="only the forward-pass throughput, no pairs")
+  parser.add_argument("--rounds", type=int, default=5,
+                      help="timing rounds of the forward passes")
+  parser.add_argument("--height", type=int, default=384)
+  parser.add_argument("--width", type=int, default=512)
+  parser.add_argument("--onednn", default="",
+                      help="comma-separated oneDNN settings (on, off, "
+                      "default), one subprocess each; empty: this process")
+  parser.add_argument("--output", default=None,
+                      help="also write the JSON here (atomically)")
   args = parser.parse_args()
+  if args.onednn and not _bench.is_child():
+    runs = _bench.run_per_onednn(args.onednn.split(","))
+    doc = {"benchmark": "evaluate_iqa", "runs": runs,
+           "machine": _bench.machine()}
+    _emit(doc, args.output)
+    return
 
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
   from tfc_perception.evaluation import iqa  # pylint: disable=g-import-not-at-top
 
+  configs = [("N128_M192", 128, 192)] + (
+      [] if args.skip_large else [("N192_M320", 192, 320)])
+  load_before = _bench.machine()["loadavg"]
+  forward = forward_throughput(configs, args.batch_size, args.height,
+                               args.width, args.rounds)
+  if args.forward_only:
+    _emit({"benchmark": "evaluate_iqa", "forward": forward,
+           "oneDNN": _bench.onednn_state(), "loadavg_before": load_before,
+           "machine": _bench.machine()}, args.output)
+    return
   work = tempfile.mkdtemp(prefix="bench_evaluate_")
   try:
     root = os.path.join(work, "tid")
@@ -115,8 +226,6 @@ def main():
                        distances="psnr,msssim,nlpd", **common)
     baseline_s, baseline_cpu = tb.wall, tb.cpu
 
-    configs = [("N128_M192", 128, 192)] + (
-        [] if args.skip_large else [("N192_M320", 192, 320)])
     per_model = {}
     for label, nf, m in configs:
       tf.keras.utils.set_random_seed(0)
@@ -198,14 +307,24 @@ def main():
                 (3000 + 25) * 16 * per_model["N128_M192"][
                     "cache_mb_per_image"] / 1e3, 1),
         },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_1m": round(os.getloadavg()[0], 2),
-                    "gpu": [d.name for d in tf.config.list_physical_devices(
-                        "GPU")]},
+        "forward": forward,
+        "oneDNN": _bench.onednn_state(),
+        "loadavg_before": load_before,
+        "machine": dict(_bench.machine(), gpu=[
+            d.name for d in tf.config.list_physical_devices("GPU")]),
     }
-    print(json.dumps(result, indent=2))
+    _emit(result, args.output)
   finally:
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _emit(doc, output):
+  from tfc_perception import _io  # pylint: disable=g-import-not-at-top
+  doc["manifest"] = _io.make_manifest()
+  text = json.dumps(doc, indent=2, default=str)
+  print(text)
+  if output:
+    _io.write_text(output, text + "\n")
 
 
 if __name__ == "__main__":

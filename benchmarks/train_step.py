@@ -237,7 +237,7 @@ def _measure_here():
 
 def _off_on_ratios(runs):
   """seconds(off) / seconds(on) per policy and step (two processes)."""
-  by = {r["onednn"]: r for r in runs}
+  by = {r.get("onednn"): r for r in runs}
   if not {"on", "off"} <= set(by):
     return None
   out = {}
