@@ -4,6 +4,13 @@ measured in the same run.
 
   .venv/bin/python benchmarks/distances.py                     # full run
   .venv/bin/python benchmarks/distances.py --shapes 8x256x256x3 --repeats 5
+  .venv/bin/python benchmarks/distances.py --onednn on,off --modes forward
+
+--onednn on,off runs the whole measurement once with TF_ENABLE_ONEDNN_OPTS=1
+and once with =0, in fresh subprocesses (benchmarks/_bench.py), and reports
+both plus the on/off speed ratio of every entry.
+"depthwise_conv_11x11" (one 11x11 depthwise convolution of x, the filter of
+tf.image.ssim_multiscale) is timed as a reference op.
 
 Prints one JSON document (and writes it to --output if given). Each entry:
 distance, shape, mode ("forward" | "forward_backward"), images_per_s (batch /
@@ -22,6 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tfc_perception import _io  # noqa: E402  (oneDNN default before TF)
 from tfc_perception import distances  # noqa: E402
@@ -31,12 +39,18 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import _bench  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("shapes", ["8x256x256x3", "8x384x512x3"],
                   "Batch shapes NxHxWxC (512x384 is TID2013's size).")
 flags.DEFINE_list("distances", ["tf.image.ssim_multiscale", "mse", "psnr",
                                 "ms_ssim", "nlpd_laparra2016",
-                                "nlpd_laparra2017"], "Distances to time.")
+                                "nlpd_laparra2017", "depthwise_conv_11x11"],
+                  "Distances to time.")
+flags.DEFINE_list("modes", ["forward", "forward_backward"], "What to time.")
+flags.DEFINE_list("onednn", [], "oneDNN settings (on, off, default), one "
+                  "subprocess each; empty: measure in this process.")
 flags.DEFINE_integer("repeats", 10, "Timed calls per measurement (median).")
 flags.DEFINE_string("output", None, "Also write the JSON here (atomically).")
 
@@ -50,6 +64,8 @@ FUNCTIONS = {
     "nlpd_laparra2016": lambda x, y: distances.nlpd(x, y, 1.0),
     "nlpd_laparra2017": lambda x, y: distances.nlpd(
         x, y, 1.0, variant="laparra2017"),
+    "depthwise_conv_11x11": lambda x, y: tf.nn.depthwise_conv2d(
+        x, tf.ones([11, 11, x.shape[-1], 1]) / 121.0, [1, 1, 1, 1], "VALID"),
 }
 
 
@@ -59,7 +75,7 @@ def _call(fn, args):
   return time.perf_counter() - start
 
 
-def benchmark(shapes, names, repeats):
+def benchmark(shapes, names, repeats, modes=("forward", "forward_backward")):
   """Runs the measurements; returns the list of result dicts.
 
   For each shape, all functions are traced and warmed up first, then timed
@@ -84,8 +100,10 @@ def benchmark(shapes, names, repeats):
           value = tf.reduce_sum(fn(a, b))
         return value, tape.gradient(value, b)
 
-      runs[(name, "forward")] = tf.function(fn)
-      runs[(name, "forward_backward")] = forward_backward
+      if "forward" in modes:
+        runs[(name, "forward")] = tf.function(fn)
+      if "forward_backward" in modes:
+        runs[(name, "forward_backward")] = forward_backward
     for f in runs.values():  # tracing and warm-up, not timed
       _call(f, (x, y))
       _call(f, (x, y))
@@ -119,23 +137,49 @@ def main(argv):
     if name not in FUNCTIONS:
       raise app.UsageError(f"unknown distance {name!r}; accepted: "
                            f"{', '.join(FUNCTIONS)}")
+  for mode in FLAGS.modes:
+    if mode not in ("forward", "forward_backward"):
+      raise app.UsageError(f"unknown mode {mode!r}; accepted: forward, "
+                           "forward_backward")
   start = time.time()
+  if FLAGS.onednn and not _bench.is_child():
+    runs = _bench.run_per_onednn(FLAGS.onednn)
+    doc = {"benchmark": "distances", "baseline": BASELINE, "runs": runs,
+           "machine": _bench.machine(),
+           "manifest": _io.make_manifest(wall_time_s=time.time() - start)}
+    by = {r["onednn"]: r for r in runs}
+    if {"on", "off"} <= set(by):
+      off = {(r["distance"], tuple(r["shape"]), r["mode"]): r
+             for r in by["off"]["results"]}
+      doc["on_over_off_speed"] = [
+          {"distance": r["distance"], "shape": r["shape"], "mode": r["mode"],
+           "images_per_s_on": r["images_per_s"],
+           "images_per_s_off": off[k]["images_per_s"],
+           "ratio": r["images_per_s"] / off[k]["images_per_s"]}
+          for r in by["on"]["results"]
+          for k in [(r["distance"], tuple(r["shape"]), r["mode"])]]
+    _emit(doc)
+    return
   load_before = os.getloadavg()
-  results = benchmark(FLAGS.shapes, FLAGS.distances, FLAGS.repeats)
+  results = benchmark(FLAGS.shapes, FLAGS.distances, FLAGS.repeats,
+                      FLAGS.modes)
   doc = {
       "benchmark": "distances",
       "baseline": BASELINE,
       "results": results,
-      "machine": {"cpu_count": os.cpu_count(),
-                  "loadavg_1min_before": load_before[0],
-                  "loadavg_1min_after": os.getloadavg()[0]},
+      "oneDNN": _bench.onednn_state(),
+      "machine": dict(_bench.machine(), loadavg_1min_before=load_before[0]),
       "manifest": _io.make_manifest(
           {"shapes": FLAGS.shapes, "distances": FLAGS.distances,
            "repeats": FLAGS.repeats}, wall_time_s=time.time() - start),
   }
+  _emit(doc)
+
+
+def _emit(doc):
   text = json.dumps(doc, indent=2, default=str)
   print(text)
-  if FLAGS.output:
+  if FLAGS.output and not _bench.is_child():
     _io.write_text(FLAGS.output, text + "\n")
 
 

@@ -16,11 +16,18 @@ a few tf.matmul calls), it times
 - "matmul": an n x n tf.matmul in the policy's compute dtype, the machine's
   peak for dense float work measured in the same rounds.
 
+- "loss-D": the distortion D alone, forward and backward (gradient with
+  respect to the reconstruction) on the batch, as the train step computes it
+  (`models.base.distortion_fn`); a few calls per round, the fastest kept.
+
 and reports seconds per step (median and best of the rounds), the ratio of
 every step to the project MSE step (median of the per-round ratios: the two
 are measured back to back, so this is the number that survives a shared
 machine's load), GFLOP per step (counted by TensorFlow's profiler on the
-traced graph), GFLOP/s and the fraction of the matmul peak.
+traced graph), GFLOP/s and the fraction of the matmul peak, and per D the
+loss overhead: (fastest loss-D - fastest loss-mse) / fastest MSE step, i.e.
+what D adds to a step, from short calls that a loaded machine disturbs
+least.
 
 --onednn on,off (the default) runs the measurement once with
 TF_ENABLE_ONEDNN_OPTS=1 and once with =0, each in a fresh subprocess (TF
@@ -145,6 +152,31 @@ def _project(distortion, n, m, lmbda):
               iterator))
 
 
+def _loss_function(distortion):
+  """Forward + backward of D(x, x_hat) averaged over the batch."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfc_perception.models import base  # pylint: disable=g-import-not-at-top
+  fn = base.distortion_fn(distortion, image=True)
+
+  @tf.function
+  def loss(x, x_hat):
+    with tf.GradientTape() as tape:
+      tape.watch(x_hat)
+      value = tf.reduce_mean(fn(x, x_hat))
+    return value, tape.gradient(value, x_hat)
+
+  return loss
+
+
+def _best_call(fn, args, calls=3):
+  best = float("inf")
+  for _ in range(calls):
+    start = time.perf_counter()
+    _ = [float(tf_value.numpy().ravel()[0]) for tf_value in fn(*args)]
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
 def _run_steps(fn, x, iterator, steps):
   start = time.perf_counter()
   for _ in range(steps):
@@ -172,19 +204,27 @@ def measure(policy):
     if FLAGS.baseline:
       fns["baseline"], graphs["baseline"] = _baseline(
           FLAGS.num_filters, FLAGS.latent_channels, FLAGS.lmbda)
+    x_hat = tf.clip_by_value(
+        x + tf.random.stateless_normal(shape, seed=[3, 4], stddev=0.05), 0, 1)
+    losses = {d: _loss_function(d) for d in FLAGS.distortions}
     for fn in fns.values():  # Trace + warm up.
       _run_steps(fn, x, iterator, 1 + FLAGS.warmup)
+    for fn in losses.values():
+      _best_call(fn, (x, x_hat), 2)
     gflop = {k: _bench.graph_flops(g(x, iterator)) / 1e9
              for k, g in graphs.items()}
     mm_flops, mm_timer = _bench.matmul_seconds(FLAGS.matmul_n,
                                                _PEAK_DTYPE[policy])
     seconds = {k: [] for k in fns}
+    loss_seconds = {d: [] for d in losses}
     matmul = []
     for r in range(FLAGS.rounds):
       for name, fn in fns.items():
         seconds[name].append(_run_steps(fn, x, iterator, FLAGS.steps))
         print(f"[{policy}] round {r + 1}/{FLAGS.rounds} {name}: "
               f"{seconds[name][-1]:.3f} s/step", file=sys.stderr, flush=True)
+      for d, fn in losses.items():
+        loss_seconds[d].append(_best_call(fn, (x, x_hat)))
       matmul.append(min(mm_timer() for _ in range(3)))
     peak = mm_flops / statistics.median(matmul) / 1e9
     result = {"precision_policy": policy,
@@ -208,6 +248,12 @@ def measure(policy):
           f"ratio_to_{reference}": _median_ratio(seconds[name],
                                                  seconds[reference]),
       }
+    step_best = min(seconds[reference])
+    result["losses"] = {
+        d: {"seconds_fwd_bwd_best": min(t), "seconds_fwd_bwd_rounds": t,
+            f"overhead_vs_{reference}_step": (
+                min(t) - min(loss_seconds[FLAGS.distortions[0]])) / step_best}
+        for d, t in loss_seconds.items()}
     return result
   finally:
     tf.keras.mixed_precision.set_global_policy("float32")
@@ -264,6 +310,10 @@ def _summary(doc):
                      f"s/step  x{ratio:5.3f}  {st['gflop_per_step']:6.1f} "
                      f"GFLOP  {st['gflops_per_s']:6.1f} GFLOP/s "
                      f"({100 * st['fraction_of_matmul_peak']:.0f}% of peak)")
+      for d, ls in res.get("losses", {}).items():
+        over = [v for k, v in ls.items() if k.startswith("overhead_vs_")][0]
+        lines.append(f"  loss-{d:13s} {ls['seconds_fwd_bwd_best']:7.3f} "
+                     f"s fwd+bwd (best)  adds {100 * over:+.1f}% to the step")
   return "\n".join(lines)
 
 
