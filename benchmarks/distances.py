@@ -9,8 +9,9 @@ measured in the same run.
 --onednn on,off runs the whole measurement once with TF_ENABLE_ONEDNN_OPTS=1
 and once with =0, in fresh subprocesses (benchmarks/_bench.py), and reports
 both plus the on/off speed ratio of every entry.
-"depthwise_conv_11x11" (one 11x11 depthwise convolution of x, the filter of
-tf.image.ssim_multiscale) is timed as a reference op.
+"depthwise_conv_11x11" (one 11x11 depthwise convolution of the distorted
+batch, the filter size of tf.image.ssim_multiscale) is timed as a reference
+op.
 
 Prints one JSON document (and writes it to --output if given). Each entry:
 distance, shape, mode ("forward" | "forward_backward"), images_per_s (batch /
@@ -65,7 +66,7 @@ FUNCTIONS = {
     "nlpd_laparra2017": lambda x, y: distances.nlpd(
         x, y, 1.0, variant="laparra2017"),
     "depthwise_conv_11x11": lambda x, y: tf.nn.depthwise_conv2d(
-        x, tf.ones([11, 11, x.shape[-1], 1]) / 121.0, [1, 1, 1, 1], "VALID"),
+        y, tf.ones([11, 11, y.shape[-1], 1]) / 121.0, [1, 1, 1, 1], "VALID"),
 }
 
 
