@@ -146,6 +146,8 @@ def _project(distortion, n, m, lmbda):
   # The models build their entropy models with float32 bottlenecks, so the
   # rate is computed in float32 under a mixed policy too.
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
+  # Adam's slots before tracing, as the trainer does (tfc_perception.training).
+  model.optimizer.build(model.trainable_variables)
   train_function = model.make_train_function()
   return (lambda _, iterator: train_function(iterator)["loss"],
           lambda _, iterator: model.train_tf_function.get_concrete_function(
