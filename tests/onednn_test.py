@@ -26,24 +26,21 @@ def _probe(before="", **env):
   environ.update(env, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   out = subprocess.run([sys.executable, "-c", _PROBE.format(before=before)],
                        env=environ, capture_output=True, text=True,
-                       timeout=120, check=True)
+                       timeout=300, check=True)
   return out.stdout.split(), out.stderr
 
 
 def test_import_turns_onednn_on_unless_the_user_chose():
   assert _probe()[0] == ["1", "True"]
   assert _probe(TF_ENABLE_ONEDNN_OPTS="0")[0] == ["0", "False"]
-  assert _probe(TF_ENABLE_ONEDNN_OPTS="1")[0] == ["1", "True"]
 
 
 def test_tensorflow_imported_first_is_left_alone():
-  # TF decides at its import; this CPU's default is kept and not warned
-  # about when oneDNN is on (AVX512-VNNI) or off by the user's choice.
+  # TF decides at its import; this CPU's default (oneDNN on with
+  # AVX512-VNNI) is kept and not warned about. (The warning case, an AVX2
+  # CPU, is test_warning_is_one_line_with_the_measured_consequence.)
   (value, _), stderr = _probe("import tensorflow")
   assert value == "None"
-  assert "oneDNN" not in stderr.replace("oneDNN custom operations", "")
-  (value, mkl), stderr = _probe("import tensorflow", TF_ENABLE_ONEDNN_OPTS="0")
-  assert (value, mkl) == ("0", "False")
   assert "tfc_perception" not in stderr
 
 

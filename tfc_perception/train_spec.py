@@ -31,7 +31,7 @@ from tfc_perception import _typed
 __all__ = ["TrainSpec", "STRATEGIES", "PRECISION_POLICIES", "LR_SCHEDULES",
            "flag_specs", "flag_name", "field_to_flag", "RESUME_FIELDS"]
 
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 
@@ -152,11 +152,16 @@ class TrainSpec:
       "at epoch ends, at the end and on Ctrl-C/SIGTERM).", minimum=0)
   checkpoint_seconds: float = _field(
       300.0, "Write a checkpoint when this many seconds have passed since "
-      "the last one (0: never by time).", minimum=0.0)
+      "the last one (0: never by time; ignored by strategy multiworker, "
+      "whose workers must save at the same step: use checkpoint_every).",
+      minimum=0.0)
   strategy: str = _field(
       "default", "tf.distribute strategy: default (one device) | mirrored "
       "(synchronous data parallelism over all GPUs, or all logical CPUs "
-      "without GPUs).", choices=STRATEGIES)
+      "without GPUs) | multiworker (MultiWorkerMirroredStrategy over the "
+      "machines of the TF_CONFIG environment variable; the chief writes "
+      "train_dir, which every worker must be able to read).",
+      choices=STRATEGIES)
   precision_policy: str = _field(
       "float32", "Keras mixed precision policy for the layers (entropy "
       "models and rates stay float32).", choices=PRECISION_POLICIES)

@@ -35,6 +35,23 @@ of an uninterrupted run (tested bit for bit). SIGINT / SIGTERM write a
 checkpoint and raise `TrainingInterrupted`, whose message is the one line
 bin/train and bin/reproduce print: "interrupted at step N; checkpoint saved;
 rerun the same command to resume".
+
+Several machines (`strategy="multiworker"`): MultiWorkerMirroredStrategy
+over the cluster of the TF_CONFIG environment variable (docs/training.md
+shows TF_CONFIG for two hosts, Kubernetes and Slurm). Every worker runs the
+same command; worker i takes rows [i*b, (i+1)*b) of every global batch
+(tf.data DATA sharding of the same (seed, step) stream) and the slice of the
+global batch's training noise for those rows, so the update is that of one
+process with the global batch. Only the chief (the "chief" task, else
+worker 0) writes train_dir (checkpoints, logs, history), the export and the
+manifest; the other workers save their part of each checkpoint into a
+temporary directory that is removed when they end, and restore from the
+chief's train_dir, which therefore must be readable by every worker (a
+shared file system). Checkpoints are written at the same steps on every
+worker (checkpoint_every, epoch ends; not by time), and when a worker dies
+the others stop with an error naming the step: restarting every worker with
+the same command resumes from the chief's last checkpoint, at its step, to
+the state of an uninterrupted run.
 """
 
 import dataclasses
@@ -120,7 +137,9 @@ class TrainResult:
     manifest: path of the run manifest JSON (`train` only).
     wall_time_s: seconds spent in this invocation.
     writes_outputs: whether this process writes the run's files (always, for
-      the single-machine strategies; see `_writes_outputs`).
+      the single-machine strategies; on the chief only with strategy
+      multiworker, see `_writes_outputs`; the other workers write no
+      train_dir files, export or manifest).
   """
   model: Any
   history: List[Dict[str, float]]
@@ -171,22 +190,28 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
   """The tf.distribute strategy of `TrainSpec.strategy`.
 
   Args:
-    name: "default" (the current/default strategy: one device) or "mirrored"
+    name: "default" (the current/default strategy: one device), "mirrored"
       (synchronous data parallelism: MirroredStrategy over all GPUs, or over
       all logical CPU devices when there is no GPU, with reduction to one
-      device since NCCL needs GPUs).
+      device since NCCL needs GPUs) or "multiworker"
+      (MultiWorkerMirroredStrategy over the cluster of TF_CONFIG; one per
+      process, created before TensorFlow runs anything else -- `train`
+      does that first).
 
   Returns:
     A `tf.distribute.Strategy`.
 
   Raises:
-    ValueError: unknown name.
+    ValueError: unknown name; multiworker without a valid TF_CONFIG.
+    RuntimeError: multiworker asked for after TensorFlow started.
   """
   if name not in STRATEGIES:
     raise ValueError(f"Unknown strategy {name!r}; accepted: "
                      f"{', '.join(STRATEGIES)}.")
   if name == "default":
     return tf.distribute.get_strategy()
+  if name == "multiworker":
+    return _multiworker_strategy()
   gpus = tf.config.list_logical_devices("GPU")
   if gpus:
     return tf.distribute.MirroredStrategy([d.name for d in gpus])
@@ -195,12 +220,83 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
       cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
+_MULTIWORKER: List[tf.distribute.Strategy] = []
+
+
+def cluster_from_tf_config(text: Optional[str]) -> Dict[str, Any]:
+  """Checks a TF_CONFIG value for strategy multiworker and returns it.
+
+  TF_CONFIG = {"cluster": {"worker": ["host0:port", "host1:port", ...]
+  (and optionally "chief": ["host:port"])}, "task": {"type": "worker" |
+  "chief", "index": i}}, the same cluster on every machine and its own task.
+
+  Raises:
+    ValueError: missing, not JSON, or not of that shape (the message says
+      what was wrong and shows the expected form).
+  """
+  example = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+             '"task": {"type": "worker", "index": 0}}')
+  if not text:
+    raise ValueError("strategy multiworker reads its cluster from the "
+                     "TF_CONFIG environment variable, which is not set; set "
+                     f"it on every machine, e.g. TF_CONFIG='{example}' with "
+                     "that machine's index (docs/training.md).")
+  try:
+    config = json.loads(text)
+    cluster, task = config["cluster"], config["task"]
+    jobs = {k: list(v) for k, v in cluster.items()}
+    kind, index = task["type"], int(task["index"])
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise ValueError(f"TF_CONFIG is not a valid cluster description ({e!r}); "
+                     f"expected e.g. '{example}'.") from None
+  if not jobs.get("worker") and not jobs.get("chief"):
+    raise ValueError(f"TF_CONFIG lists no worker or chief task; expected e.g. "
+                     f"'{example}'.")
+  if kind not in jobs or not 0 <= index < len(jobs[kind]):
+    raise ValueError(f"TF_CONFIG's task {kind!r} {index} is not in its "
+                     f"cluster {jobs}.")
+  return config
+
+
+def _multiworker_strategy() -> tf.distribute.Strategy:
+  if not _MULTIWORKER:
+    cluster_from_tf_config(os.environ.get("TF_CONFIG"))
+    try:
+      _MULTIWORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+    except (RuntimeError, ValueError) as e:
+      raise RuntimeError(
+          "strategy multiworker must be created before TensorFlow runs "
+          "anything else in the process (call training.make_strategy("
+          "'multiworker') first; bin/train does): "
+          f"{str(e).strip().splitlines()[0]}") from None
+  return _MULTIWORKER[0]
+
+
+def _is_multiworker(strategy: tf.distribute.Strategy) -> bool:
+  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def _writes_outputs(strategy: tf.distribute.Strategy) -> bool:
   """Whether this process writes checkpoints, logs and exports: the only
-  worker of the single-machine strategies. (With several workers, the
-  chief.)"""
-  del strategy
-  return True
+  worker of the single-machine strategies; with several workers the chief
+  (the "chief" task if the cluster has one, else worker 0)."""
+  if not _is_multiworker(strategy):
+    return True
+  resolver = strategy.cluster_resolver
+  jobs = resolver.cluster_spec().as_dict()
+  if "chief" in jobs:
+    return resolver.task_type == "chief"
+  return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def _shard_by_rows(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """With several workers, worker i takes rows [i*b, (i+1)*b) of every
+  global batch (DATA sharding after Keras splits the batch), whatever the
+  stream reads: the same examples as one process with the global batch."""
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  return dataset.with_options(options)
 
 
 # -------------------------------------------------------------- run files
@@ -364,17 +460,22 @@ _ACTIVE_SIGNALS = None
 class _Signals:
   """SIGINT/SIGTERM set a flag (acted on at the next step boundary) instead
   of raising inside TensorFlow; a second signal gets the default behaviour.
-  Only in the main thread (signal handlers cannot be set elsewhere). Nested
-  sections share the outermost one's flag (see `interruptible`)."""
+  Only in the main thread (signal handlers cannot be set elsewhere), and not
+  with several workers (`enabled=False`): a checkpoint needs every worker,
+  and a signal reaches one (the run resumes from the last step checkpoint).
+  Nested sections share the outermost one's flag (see `interruptible`)."""
 
-  def __init__(self):
+  def __init__(self, enabled: bool = True):
     self.signum = None
     self.handled = False
     self._old = {}
     self._owner = None
+    self._enabled = enabled
 
   def __enter__(self):
     global _ACTIVE_SIGNALS
+    if not self._enabled:
+      return self
     if _ACTIVE_SIGNALS is not None:
       self._owner = _ACTIVE_SIGNALS
       return _ACTIVE_SIGNALS
@@ -423,9 +524,11 @@ class _Run(tf.keras.callbacks.Callback):
   (log.csv), checkpoints, the NaN guard, Ctrl-C and the progress bar."""
 
   def __init__(self, *, spec, files, manager, history, log_rows,
-               start_step, signals, metrics_fn, saved_metrics):
+               start_step, signals, metrics_fn, saved_metrics,
+               by_time=True):
     super().__init__()
     self.spec, self.files, self.manager = spec, files, manager
+    self.by_time = by_time  # (not with several workers: same steps on all)
     self.history, self.log_rows = history, log_rows
     self.signals, self.metrics_fn = signals, metrics_fn
     self.saved_metrics = saved_metrics  # restored mid-epoch metric states
@@ -452,7 +555,9 @@ class _Run(tf.keras.callbacks.Callback):
       return
     if self.files.writer:
       self.files.write_log(self.log_rows)
-      self.manager.save(checkpoint_number=step)
+    # (Every worker saves: the chief into train_dir, the others into a
+    # temporary directory; the saved values are gathered across workers.)
+    self.manager.save(checkpoint_number=step)
     self.last_saved = step
     self.last_time = time.time()
 
@@ -520,7 +625,7 @@ class _Run(tf.keras.callbacks.Callback):
     spec = self.spec
     if (spec.checkpoint_every and step - self.last_saved >=
         spec.checkpoint_every) or (
-            spec.checkpoint_seconds and
+            self.by_time and spec.checkpoint_seconds and
             time.time() - self.last_time >= spec.checkpoint_seconds):
       self.save(step)
 
@@ -643,11 +748,16 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
     configure_logical_cpus(spec.logical_cpus)
   data_fn = _as_data_fn(data)
   strategy = make_strategy(spec.strategy)
+  multiworker = _is_multiworker(strategy)
   replicas = strategy.num_replicas_in_sync
   if spec.batchsize % replicas:
     raise ValueError(f"batchsize {spec.batchsize} is not divisible by the "
                      f"{replicas} replicas of strategy {spec.strategy}.")
   files = _RunFiles(spec.train_dir, _writes_outputs(strategy))
+  worker_dir = None  # A non-chief worker's checkpoints (removed at the end).
+  if multiworker and files.dir and not files.writer:
+    import tempfile  # pylint: disable=g-import-not-at-top
+    worker_dir = tempfile.mkdtemp(prefix="tfc_perception-worker-")
   removed = files.remove_stale_temporaries()
   if removed:
     _LOG.warning("removed what an interrupted save left behind: %s",
@@ -655,7 +765,7 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
   previous_policy = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy(spec.precision_policy)
   try:
-    with _Signals() as signals:
+    with _Signals(enabled=not multiworker) as signals:
       with strategy.scope():
         if isinstance(model, tf.keras.Model):
           if spec.strategy != "default" or spec.precision_policy != "float32":
@@ -675,11 +785,18 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
             steps_per_execution=spec.steps_per_execution,
             run_eagerly=spec.run_eagerly)
         _build_optimizer_state(model)
+        if multiworker:
+          # The step's metrics are already summed over the workers (Keras
+          # computes them in a cross-replica merge_call); its default
+          # "sum" over workers would report them n times.
+          model.distribute_reduction_method = "first"
         checkpoint = tf.train.Checkpoint(model=model,
                                          optimizer=model.optimizer)
       manager = (tf.train.CheckpointManager(checkpoint, files.checkpoints,
                                             max_to_keep=3)
                  if files.dir else None)
+      save_manager = manager if worker_dir is None else (
+          tf.train.CheckpointManager(checkpoint, worker_dir, max_to_keep=1))
       record = _resume_record(spec, model)
       saved_metrics = None
       if manager is not None and manager.latest_checkpoint:
@@ -699,9 +816,10 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
       steps = spec.steps_per_epoch
       if start % steps == 0:
         saved_metrics = None  # A new epoch starts with reset metrics.
-      run = _Run(spec=spec, files=files, manager=manager, history=history,
-                 log_rows=log_rows, start_step=start, signals=signals,
-                 metrics_fn=metrics_fn, saved_metrics=saved_metrics)
+      run = _Run(spec=spec, files=files, manager=save_manager,
+                 history=history, log_rows=log_rows, start_step=start,
+                 signals=signals, metrics_fn=metrics_fn,
+                 saved_metrics=saved_metrics, by_time=not multiworker)
       cbs = list(callbacks)
       if files.writer:
         cbs.append(tf.keras.callbacks.TensorBoard(
@@ -716,14 +834,30 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
           return f"the checkpoint of step {run.last_saved} is kept"
         return "no checkpoint was written"
 
+      if multiworker and validation is not None:
+        validation = _shard_by_rows(validation)
       try:
         while step < total and not run.stopped:
           epoch, into = divmod(step, steps)
           last = epoch + 1 if into else spec.epochs
-          model.fit(data_fn(step), initial_epoch=epoch, epochs=last,
+          dataset = data_fn(step)
+          model.fit(_shard_by_rows(dataset) if multiworker else dataset,
+                    initial_epoch=epoch, epochs=last,
                     steps_per_epoch=steps - into, validation_data=validation,
                     callbacks=cbs, verbose=0)
           step = int(model.optimizer.iterations.numpy())
+      except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+              tf.errors.CancelledError, tf.errors.AbortedError) as e:
+        if not multiworker:
+          raise
+        text = getattr(e, "message", None) or str(e)
+        cause = re.search(r"Task \S+ heartbeat timeout|[^.\n]*(?:unavailable|"
+                          r"Connection|Socket closed)[^.\n]*", text)
+        raise RuntimeError(
+            f"a worker of the cluster stopped responding at step "
+            f"{run.step()} ({cause.group(0).strip() if cause else _strip_failure(e)}"
+            f"); {kept()}: start every worker again with the same command to "
+            "resume from the chief's last checkpoint.") from None
       except tf.errors.InvalidArgumentError as e:
         raise RuntimeError(
             f"training failed at step "
@@ -757,6 +891,8 @@ def _fit(model, data, spec, validation, callbacks, metrics_fn) -> TrainResult:
                        writes_outputs=_writes_outputs(strategy))
   finally:
     tf.keras.mixed_precision.set_global_policy(previous_policy)
+    if worker_dir is not None:
+      shutil.rmtree(worker_dir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ curves
@@ -1043,7 +1179,9 @@ def train(spec: Union[TrainSpec, Dict[str, Any]],
     callbacks: extra Keras callbacks.
 
   Returns:
-    A `TrainResult` with `export` and `manifest` set.
+    A `TrainResult` with `export` and `manifest` set (the paths the chief
+    writes: with strategy multiworker the other workers write nothing and
+    their result's `writes_outputs` is False).
 
   Raises:
     TrainingInterrupted, ValueError, FileNotFoundError, RuntimeError: as
@@ -1053,11 +1191,16 @@ def train(spec: Union[TrainSpec, Dict[str, Any]],
   t0 = time.time()
   if not isinstance(spec, TrainSpec):
     spec = TrainSpec.from_dict(spec)
+  chief = True
+  if spec.strategy == "multiworker":
+    # Before anything else runs TensorFlow (collectives are configured at
+    # its start).
+    chief = _writes_outputs(make_strategy("multiworker"))
   spec = _checked(spec)
   image = _is_image_model(models.model_class(spec.model))
   train_dir = os.path.abspath(spec.train_dir)
   export = os.path.abspath(spec.export or os.path.join(train_dir, "export"))
-  overwrite = _check_paths(spec, train_dir, export)
+  overwrite = _check_paths(spec, train_dir, export) if chief else False
   density = None
   if _needs_density(spec.distortion):
     density = _sources().density_fn(spec.weight_density or spec.data)
@@ -1067,6 +1210,15 @@ def train(spec: Union[TrainSpec, Dict[str, Any]],
   manifest_path = export.rstrip(os.sep) + ".manifest.json"
   result.export, result.manifest = export, manifest_path
   if not result.writes_outputs:
+    # A non-chief worker of strategy multiworker: saving reads every
+    # weight, the metrics' summed over the workers, so it takes part and
+    # throws its copy away.
+    import tempfile  # pylint: disable=g-import-not-at-top
+    scratch = tempfile.mkdtemp(prefix="tfc_perception-worker-")
+    try:
+      models.save_model(result.model, os.path.join(scratch, "export"))
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
     return result
   models.save_model(result.model, export, overwrite=overwrite)
   manifest = _io.make_manifest(

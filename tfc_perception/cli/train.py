@@ -47,6 +47,10 @@ def main(argv):
     result = training.train(spec)
   except ValueError as e:
     raise ValueError(train_spec.field_to_flag(str(e))) from None
+  if not result.writes_outputs:
+    print(f"worker: trained {spec.model} to step {result.global_step}; the "
+          "chief wrote the checkpoints, export and manifest")
+    return
   metrics = ", ".join(f"{k}={v:.5g}" for k, v in result.final_metrics.items()
                       if k not in ("epoch", "step"))
   if result.resumed:

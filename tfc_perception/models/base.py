@@ -41,7 +41,8 @@ import tensorflow as tf
 
 from tfc_perception import _validation
 
-__all__ = ["CompressionModel", "canonical_distortion", "distortion_fn"]
+__all__ = ["CompressionModel", "canonical_distortion", "distortion_fn",
+           "global_batch_noise"]
 
 
 def canonical_distortion(name) -> str:
@@ -65,12 +66,12 @@ _NOISE_SALT = 0x6E6F6973
 
 def noise_seed(seed: int, step) -> tf.Tensor:
   """The stateless seed ([2] int64) of the training noise of step `step` of
-  a run seeded `seed`, with the tf.distribute replica folded in."""
+  a run seeded `seed`, the same on every tf.distribute replica and worker:
+  each draws the noise of the global batch and keeps its own rows
+  (`global_batch_noise`)."""
   key = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
   key = tf.random.experimental.stateless_fold_in(key, _NOISE_SALT)
-  context = tf.distribute.get_replica_context()
-  replica = 0 if context is None else context.replica_id_in_sync_group
-  return tf.random.experimental.stateless_fold_in(key, replica)
+  return tf.random.experimental.stateless_fold_in(key, 0)
 
 
 class _MissingDensity:
@@ -244,9 +245,11 @@ class CompressionModel(tf.keras.Model):
 
   def _step_seed(self):
     """The seed ([2] int64) of this training step's noise: a function of
-    (training_seed, optimizer step) and, under tf.distribute, the replica.
-    The noise is stateless, so a run resumed at any step draws exactly the
-    noise of an uninterrupted run."""
+    (training_seed, optimizer step). The noise is stateless, so a run
+    resumed at any step draws exactly the noise of an uninterrupted run;
+    under tf.distribute every replica draws the noise of the global batch
+    and takes its rows (`global_batch_noise`), so a run on any number of
+    replicas or workers draws the noise of one device."""
     return noise_seed(self.training_seed, self.optimizer.iterations)
 
   def train_step(self, data):
@@ -309,6 +312,33 @@ class CompressionModel(tf.keras.Model):
     return h.hexdigest()
 
 
+def global_batch_noise(sample: Callable, shape) -> tf.Tensor:
+  """This replica's rows of noise drawn for the whole global batch.
+
+  Args:
+    sample: shape -> noise tensor, a stateless function of its seed (e.g.
+      `lambda s: tf.random.stateless_uniform(s, seed)`).
+    shape: the shape of this replica's batch (batch first).
+
+  Returns:
+    `sample(shape)` on one device; under tf.distribute with R replicas of b
+    examples each, rows [r*b, (r+1)*b) of `sample([R*b, ...])` for replica
+    r, so every example gets the noise it would get on one device with the
+    global batch (MirroredStrategy and MultiWorkerMirroredStrategy split a
+    global batch in that order).
+  """
+  context = tf.distribute.get_replica_context()
+  replicas = 1 if context is None else context.num_replicas_in_sync
+  if replicas == 1:
+    return sample(shape)
+  shape = tf.convert_to_tensor(shape)
+  b = shape[0]
+  full = sample(tf.concat([[b * replicas], shape[1:]], 0))
+  start = tf.cast(context.replica_id_in_sync_group, b.dtype) * b
+  begin = tf.concat([[start], tf.zeros_like(shape[1:])], 0)
+  return tf.slice(full, begin, shape)
+
+
 class UniformNoiseBottleneck:
   """Mixin: the training bottleneck of the models with a factorized prior
   `self.prior` and coding rank `self._coding_rank` (toy2d, factorized).
@@ -327,7 +357,8 @@ class UniformNoiseBottleneck:
     shape = tf.shape(y)
     if seed is None:
       return y + tf.random.uniform(shape, -0.5, 0.5)
-    return y + tf.random.stateless_uniform(shape, seed, -0.5, 0.5)
+    return y + global_batch_noise(
+        lambda s: tf.random.stateless_uniform(s, seed, -0.5, 0.5), shape)
 
   def _bottleneck(self, y, training, seed=None):
     """(y_tilde, bits [batch]): noisy latent and its estimated bits in

@@ -100,7 +100,8 @@ class DenoisingAutoencoder(tf.keras.Model):
   def _loss(self, x, training, seed=None):
     x = tf.convert_to_tensor(x, tf.float32)
     noise = (tf.random.normal(tf.shape(x)) if seed is None else
-             tf.random.stateless_normal(tf.shape(x), seed))
+             base.global_batch_noise(
+                 lambda s: tf.random.stateless_normal(s, seed), tf.shape(x)))
     noisy = x + self.sigma * noise
     return tf.reduce_mean(tf.reduce_sum(
         tf.square(self(noisy, training=training) - x), axis=-1))
