@@ -20,10 +20,12 @@ from typing import Mapping, Optional
 ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 # The measured consequence of running with oneDNN off (docs/training.md,
-# "oneDNN on and off"), logged once when TensorFlow was imported first.
-CONSEQUENCE = ("measured on a 2-core x86 CPU: the factorized N=128 train "
-               "step with D = MS-SSIM 1.9x and with D = NLPD 1.3x slower, and "
-               "MS-SSIM evaluation 9x slower than with oneDNN on")
+# "Speed"; docs/distances.md, "oneDNN on and off"), logged once when
+# TensorFlow was imported first.
+CONSEQUENCE = ("measured with it off on the benchmark machine of "
+               "docs/training.md: the factorized N=128 train step 2.5-2.7x, "
+               "MS-SSIM 6x and tf.image.ssim_multiscale 9x slower than with "
+               "it on")
 
 _logger = logging.getLogger("tfc_perception")
 
