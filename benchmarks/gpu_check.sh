@@ -12,9 +12,10 @@
 # writes one JSON document to results/gpu_check-<UTC time>.json (or --output)
 # and prints a summary.
 #
-# Without a GPU (or with --cpu) it runs the same steps at CPU sizes (N=16,
-# M=16, 64x64 crops, D = MSE; forward at 128x128; fig11 --config tiny), which
-# is how tests/gpu_check_test.py keeps it working in CI.
+# Without a GPU (or with --cpu) it runs the same steps at CPU sizes, one
+# timing round each (N=16, M=16, 32x32 crops, D = MSE; forward at 128x128;
+# fig11 --config tiny), which is how tests/gpu_check_test.py keeps it
+# working in CI.
 #
 #   benchmarks/gpu_check.sh [--cpu] [--output FILE.json]
 #
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) mode=cpu ;;
     --output) output="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "error: unknown argument '$1' (accepted: --cpu, --output FILE)" >&2
        exit 2 ;;
   esac
@@ -65,9 +66,9 @@ if [ "$mode" = gpu ]; then
   limits=(240 90 120)
 else
   train_args=(--num_filters 16 --latent_channels 16 --batchsize 2
-              --patchsize 64 --distortions mse --rounds 2 --steps 2
-              --warmup 1 --matmul_n 256)
-  eval_args=(--batch_size 1 --height 128 --width 128 --rounds 2 --skip_large)
+              --patchsize 32 --distortions mse --rounds 1 --steps 1
+              --warmup 0 --matmul_n 256)
+  eval_args=(--batch_size 1 --height 128 --width 128 --rounds 1 --skip_large)
   reproduce_args=(fig11 --config tiny)
   limits=(240 90 120)
 fi

@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 
 @pytest.mark.slow
 def test_gpu_check_runs_at_cpu_sizes(tmp_path):
-  out = tmp_path / "gpu_check.json"
+  out = tmp_path / "result.json"
   proc = subprocess.run(
       ["bash", os.path.join(REPO_ROOT, "benchmarks", "gpu_check.sh"), "--cpu",
        "--output", str(out)],
