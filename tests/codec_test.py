@@ -8,12 +8,14 @@ import sys
 import time
 import zlib
 
+from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
 import tfci_tool
+import tool_in_process
 from conftest import REPO_ROOT
 from tfc_perception import codec
 from tfc_perception import models
@@ -290,6 +292,7 @@ def test_tfci_tool_interop_both_ways(saved, tmp_path):
 
 
 def _codec(*args):
+  """bin/codec in a new process (a CompletedProcess)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bin",
                                                       "codec"), *map(str,
@@ -297,16 +300,21 @@ def _codec(*args):
                         capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.mark.slow
-def test_cli_round_trip_and_errors(saved, tmp_path):
+def _codec_here(capsys, *args):
+  """bin/codec in this process: (exit status, stdout, stderr)."""
+  return tool_in_process.run_tool(capsys, "codec", *args)
+
+
+def test_cli_round_trip_and_errors(saved, tmp_path, capsys):
   root, a, _ = saved
   png = _png(tmp_path / "in.png", _image(23, 31))
-  out = _codec("compress", root / "a", png)
-  assert out.returncode == 0, out.stderr
-  assert "bpp" in out.stdout and os.path.isfile(str(png) + ".tfci")
-  out = _codec("decompress", root / "a", str(png) + ".tfci",
-               tmp_path / "d.png")
-  assert out.returncode == 0, out.stderr
+  status, stdout, stderr = _codec_here(capsys, "compress", root / "a", png)
+  assert status == 0, stderr
+  assert "bpp" in stdout and os.path.isfile(str(png) + ".tfci")
+  status, stdout, stderr = _codec_here(capsys, "decompress", root / "a",
+                                       str(png) + ".tfci", tmp_path / "d.png")
+  assert status == 0, stderr
+  assert stdout.strip() == f"{tmp_path / 'd.png'}: 31x23 PNG", stdout
   np.testing.assert_array_equal(_read_png(tmp_path / "d.png"),
                                 a.reconstruct(_image(23, 31)[None])[0])
   # Errors: one line, exit status 1, no output file.
@@ -321,13 +329,25 @@ def test_cli_round_trip_and_errors(saved, tmp_path):
       (("decompress", root / "a", tmp_path / "small.tfci", tmp_path / "e.png",
         "--max_pixels=100"), "error: the file claims a 31x23"),
   ]:
-    out = _codec(*args)
-    assert out.returncode == 1, (args, out.stderr)
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), out.stderr
+    if "--max_pixels=100" in args:
+      status, _, stderr = _codec_here(capsys, *args)
+    else:  # The one real process: its exit status and whole stderr.
+      out = _codec(*args)
+      status, stderr = out.returncode, out.stderr
+    assert status == 1, (args, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), stderr
     assert not os.path.exists(tmp_path / "e.png")
-  out = _codec("--help")
-  assert "TFCP" in out.stdout and ".tfci" in out.stdout
+  # --max_pixels=100 above did not stick: the same file decodes now.
+  status, _, stderr = _codec_here(capsys, "decompress", root / "a",
+                                  tmp_path / "small.tfci", tmp_path / "e.png")
+  assert status == 0, stderr
+  np.testing.assert_array_equal(_read_png(tmp_path / "e.png"),
+                                a.reconstruct(_image(23, 31)[None])[0])
+  status, stdout, _ = _codec_here(capsys, "--help")
+  assert status == 0 and "TFCP" in stdout and ".tfci" in stdout
+  # The tool's flags left with the call (another tool may use their names).
+  assert "max_pixels" not in flags.FLAGS and "overwrite" not in flags.FLAGS
 
 
 @pytest.mark.slow
