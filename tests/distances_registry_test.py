@@ -2,15 +2,11 @@
 name works in every place that takes a metric name, and an unknown name
 fails the same way everywhere, listing the accepted names."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT
+import tool_in_process
 from tid_layout import make_tid_layout
 from tfc_perception import distances
 from tfc_perception import induced
@@ -203,35 +199,30 @@ def test_unknown_name_fails_the_same_way_everywhere():
     assert "'l7'" in message and ACCEPTED in message, message
 
 
-def test_cli_lists_every_metric_and_checks_names(tmp_path):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  out = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "bin", "evaluate"),
-       "distances", "--list"], capture_output=True, text=True, env=env,
-      timeout=300)
-  assert out.returncode == 0, out.stderr
+def test_cli_lists_every_metric_and_checks_names(tmp_path, capsys):
+  # bin/evaluate distances in this process (its real process: see
+  # evaluate_distances_cli_test).
+  status, stdout, stderr = tool_in_process.run_tool(
+      capsys, "evaluate", "distances", "--list")
+  assert status == 0, stderr
   for m in registry.metrics():
-    assert m.name in out.stdout
+    assert m.name in stdout
     for alias in m.aliases:
-      assert alias in out.stdout
+      assert alias in stdout
   # Every image metric in bin/evaluate distances, and the same unknown-name
   # message.
   from PIL import Image  # pylint: disable=g-import-not-at-top
   x, y = (np.round(a[0] * 255).astype(np.uint8) for a in _images(1, 72))
   Image.fromarray(x).save(tmp_path / "a.png")
   Image.fromarray(y).save(tmp_path / "b.png")
-  out = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "bin", "evaluate"),
-       "distances", "--reference", str(tmp_path / "a.png"), "--distorted",
-       str(tmp_path / "b.png"), "--msssim_scales", "2", "--distances",
-       ",".join(IMAGE)], capture_output=True, text=True, env=env,
-      timeout=300)
-  assert out.returncode == 0, out.stderr
+  status, stdout, stderr = tool_in_process.run_tool(
+      capsys, "evaluate", "distances", "--reference", tmp_path / "a.png",
+      "--distorted", tmp_path / "b.png", "--msssim_scales", "2",
+      "--distances", ",".join(IMAGE))
+  assert status == 0, stderr
   for name in IMAGE:
-    assert (name if name != "nlpd" else "nlpd_laparra2016") in out.stdout
-  out = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "bin", "evaluate"),
-       "distances", "--reference", str(tmp_path / "a.png"), "--distorted",
-       str(tmp_path / "b.png"), "--distances", "l7"], capture_output=True,
-      text=True, env=env, timeout=300)
-  assert out.returncode == 1 and ACCEPTED in out.stderr
+    assert (name if name != "nlpd" else "nlpd_laparra2016") in stdout
+  status, _, stderr = tool_in_process.run_tool(
+      capsys, "evaluate", "distances", "--reference", tmp_path / "a.png",
+      "--distorted", tmp_path / "b.png", "--distances", "l7")
+  assert status == 1 and ACCEPTED in stderr
