@@ -26,18 +26,35 @@ def tid_root(tmp_path_factory):
   return root
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+  """One model cache for the module's runs: the tiny family's cache key is
+  its training images and config, not the IQA dataset or distances, so the
+  four models are trained once (by `tiny_run`) and loaded afterwards."""
+  return str(tmp_path_factory.mktemp("iqa_models"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tid_root, kodak_like, cache_dir):
+  """(output folder, run_experiment's result) of the tiny config on the
+  synthetic TID2013 layout: the run that trains the models into cache_dir."""
+  output = tmp_path_factory.mktemp("iqa_tiny")
+  out = runner.run_experiment("iqa", "tiny", str(output),
+                              overrides={"root": tid_root,
+                                         "images": kodak_like},
+                              cache_dir=cache_dir, verbose=False)
+  return output, out
+
+
 def _results(folder):
   return json.loads((folder / "results.json").read_text())["results"]
 
 
 @pytest.mark.slow
-def test_iqa_tiny_end_to_end_on_a_tid2013_layout(tmp_path, tid_root,
-                                                 kodak_like):
-  out = runner.run_experiment("iqa", "tiny", str(tmp_path),
-                              overrides={"root": tid_root,
-                                         "images": kodak_like},
-                              verbose=False)
-  folder = tmp_path / "iqa"
+def test_iqa_tiny_end_to_end_on_a_tid2013_layout(tiny_run, tid_root,
+                                                 kodak_like, cache_dir):
+  output, out = tiny_run
+  folder = output / "iqa"
   for name in ("evaluation/pairs.csv", "evaluation/summary.csv",
                "evaluation/models.csv", "fig3_srcc.png",
                "fig3_induced_vs_rate.png", "report.md", "manifest.json"):
@@ -68,23 +85,28 @@ def test_iqa_tiny_end_to_end_on_a_tid2013_layout(tmp_path, tid_root,
   assert pairs.filter(like="@").notna().all().all()
 
   # A second run loads the models from the cache and gives the same numbers.
-  again = runner.run_experiment("iqa", "tiny", str(tmp_path),
+  again = runner.run_experiment("iqa", "tiny", str(output),
                                 overrides={"root": tid_root,
                                            "images": kodak_like},
-                                verbose=False)
+                                cache_dir=cache_dir, verbose=False)
   assert [m["source"] for m in again["models"]] == ["cache"] * 4
   assert again["results"]["srcc"] == out["results"]["srcc"]
 
 
 @pytest.mark.slow
-def test_iqa_on_the_shared_tid2013_sample_has_one_pair(tmp_path, kodak_like):
+def test_iqa_on_the_shared_tid2013_sample_has_one_pair(tmp_path, kodak_like,
+                                                       cache_dir, tiny_run):
   from tfc_perception import distances  # pylint: disable=g-import-not-at-top
   from tfc_perception.data import iqa as iqa_data  # pylint: disable=g-import-not-at-top
   root = shared_path("tid2013-sample")
-  runner.run_experiment("iqa", "tiny", str(tmp_path),
-                        overrides={"images": kodak_like,
-                                   "distances": ["psnr", "dr", "din", "ds"]},
-                        verbose=False)
+  del tiny_run  # It trained the models: this run, on another dataset and
+  # with other distances, finds them under the same cache keys.
+  out = runner.run_experiment("iqa", "tiny", str(tmp_path),
+                              overrides={"images": kodak_like,
+                                         "distances": ["psnr", "dr", "din",
+                                                       "ds"]},
+                              cache_dir=cache_dir, verbose=False)
+  assert [m["source"] for m in out["models"]] == ["cache"] * 4
   folder = tmp_path / "iqa"
   res = _results(folder)
   assert res["n_pairs"] == 1 and res["n_skipped_missing"] == 2999
