@@ -3,7 +3,8 @@ on a graph that defeats tensor discovery (`pretrained_tensors_test`):
 `bin/download tensors` lists the candidates, `--tensors` names them, and the
 Fig. 3 pipeline (`bin/evaluate iqa`, `bin/reproduce iqa --set tensors=...`)
 then computes Din and Dr; the first-load check is stored beside the cached
-models and read, not rerun, by later processes. Subprocesses, no network."""
+models and read, not rerun, by later processes. The tools run in this process
+(tool_in_process); a later process is a subprocess. No network."""
 
 import json
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import tool_in_process
 from conftest import REPO_ROOT
 from pretrained_tensors_test import NAMED_FLAG
 from pretrained_tensors_test import write_graph
@@ -35,6 +37,12 @@ def errors(proc):
           if line.startswith("error:")]
 
 
+def run_here(capsys, tool, *args):
+  """bin/<tool> ARGS in this process, as a CompletedProcess."""
+  status, out, err = tool_in_process.run_tool(capsys, tool, *args)
+  return subprocess.CompletedProcess([tool, *args], status, out, err)
+
+
 @pytest.fixture(scope="module")
 def defeat(tmp_path_factory):
   return write_graph(tmp_path_factory.mktemp("g") / "defeat.metagraph",
@@ -42,8 +50,8 @@ def defeat(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_bin_download_tensors(defeat):
-  out = run("download", "tensors", defeat)
+def test_bin_download_tensors(defeat, capsys):
+  out = run_here(capsys, "download", "tensors", defeat)
   assert out.returncode == 0, out.stderr[-2000:]
   lines = out.stdout.splitlines()
   assert any(line.startswith("# latent ") and "not found: found no rounding "
@@ -57,8 +65,8 @@ def test_bin_download_tensors(defeat):
   names = [line.split()[0] for line in lines if not line.startswith("#")]
   assert names == sorted(names) and "Cast:0" in names and len(names) > 100
 
-  chosen = run("download", "tensors", defeat, "--tensors", NAMED_FLAG,
-               "--candidates_only")
+  chosen = run_here(capsys, "download", "tensors", defeat, "--tensors",
+                    NAMED_FLAG, "--candidates_only")
   assert chosen.returncode == 0, chosen.stderr[-2000:]
   text = chosen.stdout
   assert "# latent          analysis/Conv2D:0  (given)" in text
@@ -68,7 +76,8 @@ def test_bin_download_tensors(defeat):
   assert "<- latent (given)" in text
   assert not any(line.startswith("Cast:0 ") for line in text.splitlines())
 
-  bad = run("download", "tensors", defeat, "--tensors", "latent=analysis/x")
+  bad = run_here(capsys, "download", "tensors", defeat, "--tensors",
+                 "latent=analysis/x")
   assert bad.returncode == 1
   assert len(errors(bad)) == 1 and ("nearest candidates for latent: "
                                     in errors(bad)[0])
@@ -82,17 +91,18 @@ def tid_root(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_bin_evaluate_iqa_with_named_tensors(tmp_path, defeat, tid_root):
+def test_bin_evaluate_iqa_with_named_tensors(tmp_path, defeat, tid_root,
+                                             capsys):
   from tfc_perception import induced, pretrained  # pylint: disable=g-import-not-at-top
   from tfc_perception.data import iqa as iqa_data  # pylint: disable=g-import-not-at-top
   args = ["iqa", "--root", tid_root, "--models", defeat, "--distances",
           "psnr,dr,din", "--bootstrap", "20", "--noprogress", "--output"]
-  failed = run("evaluate", *args, tmp_path / "a")
+  failed = run_here(capsys, "evaluate", *args, tmp_path / "a")
   assert failed.returncode == 1
   assert len(errors(failed)) == 1
   assert "bin/download tensors defeat" in errors(failed)[0]
   out = tmp_path / "b"
-  proc = run("evaluate", *args, out, "--tensors", NAMED_FLAG)
+  proc = run_here(capsys, "evaluate", *args, out, "--tensors", NAMED_FLAG)
   assert proc.returncode == 0, proc.stderr[-3000:]
   pairs = pd.read_csv(out / "pairs.csv").set_index("name")
   assert len(pairs) == 30
@@ -113,7 +123,8 @@ def test_bin_evaluate_iqa_with_named_tensors(tmp_path, defeat, tid_root):
 
 
 @pytest.mark.slow
-def test_bin_reproduce_iqa_with_tensors_set(tmp_path, tid_root):
+def test_bin_reproduce_iqa_with_tensors_set(tmp_path, tid_root, capsys,
+                                            monkeypatch):
   """The Fig. 3 experiment on a 'pretrained' family of four graphs that
   defeat discovery, named through --set tensors=..."""
   cache = tmp_path / "cache"
@@ -125,8 +136,9 @@ def test_bin_reproduce_iqa_with_tensors_set(tmp_path, tid_root):
   args = ["iqa", "--config", "tiny", "--output", tmp_path / "out", "--quiet",
           "--set", "models=pretrained", "--set", f"root={tid_root}",
           "--set", "distances=psnr,dr,din"]
-  proc = run("reproduce", *args, "--set", f"tensors={NAMED_FLAG}",
-             cache=cache)
+  monkeypatch.setenv("TFC_PERCEPTION_CACHE", str(cache))
+  proc = run_here(capsys, "reproduce", *args, "--set",
+                  f"tensors={NAMED_FLAG}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   res = json.loads((tmp_path / "out" / "iqa" / "results.json").read_text())[
       "results"]
