@@ -91,6 +91,28 @@ def test_random_crops_are_reproducible_and_seekable(folder):
   np.testing.assert_array_equal(resumed[1], a[4])
 
 
+def test_an_image_array_gives_the_crops_of_the_same_images_as_files(
+    tmp_path):
+  """In-memory images (CIFAR-10 batches) and the same images as files give
+  identical streams: same permutation per pass, same crop positions."""
+  rng = np.random.default_rng(3)
+  array = rng.integers(0, 256, [5, 20, 24, 3], dtype=np.uint8)
+  for i, im in enumerate(array):
+    _write(str(tmp_path / "f" / f"{i}.png"), im)
+  take = lambda ds, n: np.concatenate([b.numpy() for b in ds.take(n)])
+  from_array = take(images.random_crops(array, 16, 2, seed=4), 6)
+  from_files = take(images.random_crops(str(tmp_path / "f"), 16, 2, seed=4), 6)
+  np.testing.assert_array_equal(from_array, from_files)
+  assert all(any(_contains(im, c) for im in array) for c in from_array)
+  resumed = take(images.random_crops(array, 16, 2, seed=4, start_step=4), 2)
+  np.testing.assert_array_equal(resumed, from_array[8:12])
+  centre = np.concatenate([b.numpy() for b in images.center_crops(array, 16, 2)])
+  np.testing.assert_array_equal(centre, array[:, 2:18, 4:20])
+  with pytest.raises(ValueError, match=r"uint8 \[N, H, W, 3\]"):
+    images.random_crops(array.astype(np.float32), 16, 2)
+  with pytest.raises(ValueError, match="smaller than the 32-px crops"):
+    images.random_crops(array, 32, 2)
+
 def test_center_crops(folder):
   root, arrays = folder
   batches = [b.numpy() for b in images.center_crops(root, 32, batch_size=2)]

@@ -19,7 +19,9 @@ noise. This module builds both as `tf.data` pipelines of uint8 NHWC batches:
   order kept) and prefetched. Each pass over the files uses a permutation
   that is a function of (seed, pass) and each crop's position is drawn with
   the stateless seed (seed, example index), so example j is a pure function of
-  (seed, j): reproducible, and a resumed run can start at any step.
+  (seed, j): reproducible, and a resumed run can start at any step. `spec`
+  may also be the images themselves, a uint8 array [N, H, W, 3] (CIFAR-10
+  from its python batches): the same stream as the same images in files.
 - `center_crops(spec, patchsize, batch_size)`: one central crop per image, a
   finite dataset for validation.
 - `uniform_noise_images(patchsize, batch_size, seed, start_step)`: endless
@@ -31,6 +33,7 @@ import logging
 import os
 from typing import List, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 from tfc_perception._checks import check_int
@@ -165,12 +168,37 @@ def _decode(path):
   return tf.ensure_shape(img, [None, None, 3])
 
 
+def _image_array(array, patchsize: int) -> np.ndarray:
+  """Checks an in-memory image set: uint8 [N, H, W, 3], H and W >= patchsize."""
+  if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 \
+      or array.shape[0] < 1:
+    raise ValueError("images given as an array must be uint8 [N, H, W, 3] "
+                     f"with N >= 1, got {array.dtype} {array.shape}.")
+  if min(array.shape[1:3]) < patchsize:
+    raise ValueError(f"the images are {array.shape[2]}x{array.shape[1]} px, "
+                     f"smaller than the {patchsize}-px crops.")
+  return array
+
+
+def _source(spec, patchsize: int):
+  """(number of images, index -> uint8 image tensor [H, W, 3]) of `spec`:
+  image files (decoded when read) or a uint8 array [N, H, W, 3]."""
+  if isinstance(spec, np.ndarray):
+    table = tf.constant(_image_array(spec, patchsize))
+    return len(spec), lambda i: tf.gather(table, i)
+  files = select_images(list_images(spec), patchsize)
+  table = tf.constant(files)
+  return len(files), lambda i: _decode(tf.gather(table, i))
+
+
 def random_crops(spec, patchsize: int, batch_size: int, seed: int = 0,
                  start_step: int = 0) -> tf.data.Dataset:
   """An endless, seeded stream of random crops of the images in `spec`.
 
   Args:
-    spec: folder, glob or list of image files (see `list_images`).
+    spec: folder, glob or list of image files (see `list_images`), or the
+      images themselves as a uint8 array [N, H, W, 3] (e.g. CIFAR-10 from
+      `tfc_perception.data.cifar10`).
     patchsize: crop side in pixels (square crops).
     batch_size: crops per batch.
     seed: int in [0, 2**31); the file order and crop positions are functions
@@ -183,15 +211,14 @@ def random_crops(spec, patchsize: int, batch_size: int, seed: int = 0,
 
   Raises:
     FileNotFoundError, ValueError, OSError: see `list_images` and
-      `select_images`.
+      `select_images`; an array of another dtype or shape, or smaller than
+      the crops.
   """
   patchsize = check_int(patchsize, "patchsize", 1)
   batch_size = check_int(batch_size, "batch_size", 1)
   seed = check_int(seed, "seed", 0)
   start_step = check_int(start_step, "start_step", 0)
-  files = select_images(list_images(spec), patchsize)
-  n = len(files)
-  file_table = tf.constant(files)
+  n, image = _source(spec, patchsize)
   first = start_step * batch_size  # index of the first example
   first_pass, offset = divmod(first, n)
 
@@ -204,9 +231,8 @@ def random_crops(spec, patchsize: int, batch_size: int, seed: int = 0,
     return tf.data.Dataset.from_tensor_slices((index, perm))
 
   def load(index, file_index):
-    img = _decode(tf.gather(file_table, file_index))
     return tf.image.stateless_random_crop(
-        img, [patchsize, patchsize, 3],
+        image(file_index), [patchsize, patchsize, 3],
         seed=step_seed((seed + 1) % 2**31, index))
 
   ds = tf.data.Dataset.counter(first_pass).flat_map(one_pass).skip(offset)
@@ -218,29 +244,31 @@ def center_crops(spec, patchsize: int, batch_size: int) -> tf.data.Dataset:
   """One central patchsize x patchsize crop per image (finite; validation).
 
   Args:
-    spec: folder, glob or list of image files (see `list_images`).
-    patchsize: crop side in pixels; smaller images are skipped (one warning).
+    spec: folder, glob or list of image files (see `list_images`), or a
+      uint8 array [N, H, W, 3] of images.
+    patchsize: crop side in pixels; smaller images are skipped (one warning;
+      an array smaller than the crop is an error).
     batch_size: crops per batch (the last batch may be smaller).
 
   Returns:
     A finite `tf.data.Dataset` of uint8 [<=batch_size, patchsize, patchsize,
-    3], in sorted file order.
+    3], in sorted file order (array order for an array).
 
   Raises:
     FileNotFoundError, ValueError, OSError: see `select_images`.
   """
   patchsize = check_int(patchsize, "patchsize", 1)
   batch_size = check_int(batch_size, "batch_size", 1)
-  files = select_images(list_images(spec), patchsize)
+  n, image = _source(spec, patchsize)
 
-  def load(path):
-    img = _decode(path)
+  def load(i):
+    img = image(i)
     shape = tf.shape(img)
     top = (shape[0] - patchsize) // 2
     left = (shape[1] - patchsize) // 2
     return img[top:top + patchsize, left:left + patchsize, :]
 
-  ds = tf.data.Dataset.from_tensor_slices(files).map(
+  ds = tf.data.Dataset.range(n).map(
       load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
