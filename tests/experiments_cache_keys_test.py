@@ -30,10 +30,9 @@ def first_key(monkeypatch):
   monkeypatch.setattr(runner.RunContext, "cached_model", record)
   monkeypatch.setattr(runner.RunContext, "run_training", record)
 
-  def run(name, images, out, **overrides):
+  def run(name, out, **overrides):
     with pytest.raises(_Stop):
-      runner.run_experiment(name, "tiny", str(out),
-                            overrides=dict(overrides, images=images),
+      runner.run_experiment(name, "tiny", str(out), overrides=overrides,
                             verbose=False)
     return keys[-1]
   return run
@@ -66,10 +65,13 @@ def test_kodak_experiments_key_on_contents(tmp_path, kodak_like, first_key,
                                            name, changed, overrides):
   images = str(tmp_path / "kodak")
   shutil.copytree(kodak_like, images)
-  key = first_key(name, images, tmp_path / "a", **overrides)
-  assert first_key(name, images, tmp_path / "b", **overrides) == key
+  overrides = dict(overrides,
+                   test_images=os.path.join(images, "kodim01.png"),
+                   train_images=os.path.join(images, "kodim0[23].png"))
+  key = first_key(name, tmp_path / "a", **overrides)
+  assert first_key(name, tmp_path / "b", **overrides) == key
   _rewrite(os.path.join(images, changed), seed=7)
-  other = first_key(name, images, tmp_path / "c", **overrides)
+  other = first_key(name, tmp_path / "c", **overrides)
   assert sorted(os.listdir(images)) == sorted(os.listdir(kodak_like))
   assert runner.config_hash(other) != runner.config_hash(key)
 
@@ -77,12 +79,12 @@ def test_kodak_experiments_key_on_contents(tmp_path, kodak_like, first_key,
 def test_sensitivity_keys_on_contents(tmp_path, first_key):
   cfg = runner.get_experiment("sensitivity").configs["tiny"]
   images = _small_images(tmp_path / "imgs", cfg.num_train + cfg.num_eval)
-  key = first_key("sensitivity", images, tmp_path / "a")
-  assert first_key("sensitivity", images, tmp_path / "b") == key
+  key = first_key("sensitivity", tmp_path / "a", images=images)
+  assert first_key("sensitivity", tmp_path / "b", images=images) == key
   # Rewrite every image: whichever the split trains on has other bytes.
   for f in sorted(os.listdir(images)):
     _rewrite(os.path.join(images, f), seed=3)
-  other = first_key("sensitivity", images, tmp_path / "c")
+  other = first_key("sensitivity", tmp_path / "c", images=images)
   assert runner.config_hash(other) != runner.config_hash(key)
 
 
@@ -112,7 +114,7 @@ def test_trained_family_retrains_on_other_images_under_the_same_names(
   monkeypatch.setattr(runner, "_default_load", load)
   images = str(tmp_path / "kodak")
   shutil.copytree(kodak_like, images)
-  files, _ = _images.kodak_split(images, (1,))
+  files = [os.path.join(images, f) for f in ("kodim02.png", "kodim03.png")]
   train = _images.ImageTrain(num_filters=4, latent_channels=4, patchsize=32,
                              batch_size=1, steps=1, learning_rate=1e-3,
                              run_eagerly=True)

@@ -170,55 +170,109 @@ def test_change_contrast():
     contrast.change_contrast(x.astype(float), 1.0)
 
 
+def _split(kodak_like):
+  """Folder/glob inputs: kodim01 is the test image, a glob of the others
+  trains."""
+  return {"test_images": os.path.join(kodak_like, "kodim01.png"),
+          "train_images": os.path.join(kodak_like, "kodim0[23].png")}
+
+
 @pytest.mark.slow
 def test_contrast_tiny_end_to_end(tmp_path, kodak_like):
   runner.run_experiment("contrast", "tiny", str(tmp_path),
-                        overrides={"images": kodak_like}, verbose=False)
+                        overrides=_split(kodak_like), verbose=False)
   folder = tmp_path / "contrast"
   results = _outputs(folder, ("contrast.csv", "ratio.csv",
                               "fig4_contrast_ratio.png",
                               "fig16_contrast_examples.png", "report.md"))
   assert results["models"] == "trained here"
+  assert results["data"]["num_train_images"] == 2
+  assert results["data"]["num_test_images"] == 1
+  assert not results["data"]["substitute"]
+  assert "## Data" in (folder / "report.md").read_text()
   cfg = runner.get_experiment("contrast").configs["tiny"]
   rows = pd.read_csv(folder / "contrast.csv")
-  assert len(rows) == 2 * len(cfg.alphas) * len(cfg.test_images)
+  assert len(rows) == 2 * len(cfg.qualities) * len(cfg.alphas)
+  assert set(rows.image) == {"kodim01.png"}
   assert np.all(np.isfinite(rows[["bpp", "mse", "psnr", "msssim"]]))
   assert (rows.bpp > 0).all()
   ratio = pd.read_csv(folder / "ratio.csv")
-  assert list(ratio.alpha) == list(cfg.alphas)
-  # Each row recomputed independently with the two cached models: the
-  # contrast change of Eq. 14 in NumPy, the real bit-strings' size, NumPy
-  # MSE and PSNR, and P1/P0 (Eq. 13) with P = MSE / bpp.
+  assert sorted(ratio.alpha) == sorted(list(cfg.alphas) * len(cfg.qualities))
+  np.testing.assert_allclose(ratio.ratio_P1_P0,
+                             ratio.P1_mse_per_bpp / ratio.P0_mse_per_bpp)
+  assert np.all(np.isfinite(ratio.ratio_P1_P0)) and (ratio.ratio_P1_P0 > 0).all()
+  # The rate-matched ratio is read at the MSE model's own rate.
+  np.testing.assert_allclose(ratio.rate_bpp, ratio.bpp_mse_model)
+  from tfc_perception.experiments import contrast
+  again = pd.DataFrame(contrast.ratio_table(rows.to_dict("records"),
+                                            list(cfg.qualities),
+                                            list(cfg.alphas)))
+  np.testing.assert_allclose(again.ratio_rate_matched,
+                             ratio.ratio_rate_matched, equal_nan=True)
+  # Each row recomputed independently with the cached models: the contrast
+  # change of Eq. 14 in NumPy, the real bit-strings' size, NumPy MSE and
+  # PSNR, and the same-quality P1/P0 (Eq. 13) with P = MSE / bpp.
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
+  from tfc_perception.models import factorized  # pylint: disable=g-import-not-at-top
   cache = tmp_path / "_cache" / "models"
   family = {}
   for entry in cache.iterdir():
     if (entry / "done.json").exists():
       c = json.loads((entry / "config.json").read_text())
-      family[c["distortion"]] = models.load_model(str(entry / "model"))
-  assert sorted(family) == ["mse", "msssim"]
-  (test_file,) = [os.path.join(kodak_like, f"kodim{i:02d}.png")
-                  for i in cfg.test_images]
+      q = factorized.QUALITY_LAMBDAS[c["distortion"]].index(c["lmbda"]) + 1
+      family[(c["distortion"], q)] = models.load_model(str(entry / "model"))
+  assert sorted(family) == sorted((d, q) for d in ("mse", "msssim")
+                                  for q in cfg.qualities)
+  test_file = os.path.join(kodak_like, "kodim01.png")
   im = np.asarray(Image.open(test_file).convert("RGB")).astype(np.float64)
   h, w, c = im.shape[0], im.shape[1], cfg.crop
   im = im[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
   for alpha in cfg.alphas:
     xa = np.clip(np.round(im.mean() + alpha * (im - im.mean())), 0,
                  255).astype(np.uint8)
-    p = {}
-    for m, model in family.items():
-      compressed = model.compress(xa[None])
-      nbytes = sum(len(b) for b in np.ravel(compressed[0].numpy()))
-      x_hat = np.asarray(model.decompress(*compressed))[0].astype(np.float64)
-      mse = np.mean((np.clip(np.round(x_hat), 0, 255) - xa) ** 2)
-      bpp = 8.0 * nbytes / (c * c)
-      row = rows[(rows.alpha == alpha) & (rows.trained_for == m)].iloc[0]
-      assert row.bpp == pytest.approx(bpp, rel=1e-12)
-      assert row.mse == pytest.approx(mse, rel=1e-5)
-      assert row.psnr == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
-      p[m] = mse / bpp
-    r = ratio[ratio.alpha == alpha].iloc[0]
-    assert r.ratio_P1_P0 == pytest.approx(p["msssim"] / p["mse"], rel=1e-5)
+    for q in cfg.qualities:
+      p = {}
+      for m in ("mse", "msssim"):
+        model = family[(m, q)]
+        compressed = model.compress(xa[None])
+        nbytes = sum(len(b) for b in np.ravel(compressed[0].numpy()))
+        x_hat = np.asarray(model.decompress(*compressed))[0].astype(np.float64)
+        mse = np.mean((np.clip(np.round(x_hat), 0, 255) - xa) ** 2)
+        bpp = 8.0 * nbytes / (c * c)
+        row = rows[(rows.alpha == alpha) & (rows.trained_for == m)
+                   & (rows.quality == q)].iloc[0]
+        assert row.bpp == pytest.approx(bpp, rel=1e-12)
+        assert row.mse == pytest.approx(mse, rel=1e-5)
+        assert row.psnr == pytest.approx(10 * np.log10(255 ** 2 / mse),
+                                         abs=1e-3)
+        p[m] = mse / bpp
+      r = ratio[(ratio.alpha == alpha) & (ratio.quality == q)].iloc[0]
+      assert r.ratio_P1_P0 == pytest.approx(p["msssim"] / p["mse"], rel=1e-5)
+
+
+def test_contrast_ratio_is_rate_matched_on_a_case_computed_by_hand():
+  """Two qualities per family, one α, one image. At quality 1 the MSE model
+  codes at 0.2 bpp with MSE 100; the MS-SSIM models code at 0.1 and 0.4 bpp
+  with MSE 40 and 20, so at 0.2 bpp (the geometric midpoint) the MS-SSIM
+  family's MSE is 30 and the rate-matched ratio is 30 / 100 = 0.3. The
+  same-quality ratio is (40 / 0.1) / (100 / 0.2) = 0.8. At quality 8 the MSE
+  model's 0.8 bpp is beyond the MS-SSIM models' rates: not matched."""
+  from tfc_perception.experiments import contrast
+  def row(q, m, bpp, mse, msssim):
+    return {"quality": q, "trained_for": m, "alpha": 1.0, "image": "a",
+            "bpp": bpp, "mse": mse, "msssim": msssim}
+  rows = [row(1, "mse", 0.2, 100.0, 0.9), row(8, "mse", 0.8, 25.0, 0.95),
+          row(1, "msssim", 0.1, 40.0, 0.96), row(8, "msssim", 0.4, 20.0, 0.98)]
+  q1, q8 = contrast.ratio_table(rows, [1, 8], [1.0])
+  assert q1["rate_bpp"] == 0.2 and q1["rate_matched"]
+  assert (q1["msssim_rate_lo_bpp"], q1["msssim_rate_hi_bpp"]) == (0.1, 0.4)
+  assert (q1["msssim_quality_lo"], q1["msssim_quality_hi"]) == (1, 8)
+  assert q1["ratio_rate_matched"] == pytest.approx(0.3)
+  # 1 − MS-SSIM: the MS-SSIM family's (0.04 + 0.02) / 2 = 0.03 against 0.1.
+  assert q1["ratio_rate_matched_dssim"] == pytest.approx(0.3)
+  assert q1["ratio_P1_P0"] == pytest.approx(0.8)
+  assert not q8["rate_matched"] and np.isnan(q8["ratio_rate_matched"])
+  assert q8["rate_bpp"] == 0.8
 
 
 def test_num_centers_for():
@@ -232,30 +286,61 @@ def test_num_centers_for():
 @pytest.mark.slow
 def test_scarce_data_tiny_end_to_end(tmp_path, kodak_like):
   runner.run_experiment("scarce_data", "tiny", str(tmp_path),
-                        overrides={"images": kodak_like}, verbose=False)
+                        overrides=_split(kodak_like), verbose=False)
   folder = tmp_path / "scarce_data"
-  results = _outputs(folder, ("rd.csv", "per_image.csv",
+  results = _outputs(folder, ("rd.csv", "per_image.csv", "rate_matched.csv",
                               "fig5_uniform_noise.png", "fig18_natural.png",
                               "fig19_uniform_noise.png", "fig_rd.png"))
   cfg = runner.get_experiment("scarce_data").configs["tiny"]
   rd = pd.read_csv(folder / "rd.csv")
   assert len(rd) == len(cfg.data) * len(cfg.distortions) * len(
       cfg.max_bpp)
-  assert set(rd.distortion) == {"mse", "msssim", "nlpd"}
+  assert set(rd.distortion) == set(cfg.distortions)
   assert np.all(np.isfinite(rd[["bpp", "psnr", "msssim", "nlpd"]]))
   # The rate bound holds for the real bit-strings (+ a flag byte).
   h = cfg.crop
   assert (rd.bpp <= rd.max_bpp + 8.0 / h ** 2 + 1e-9).all()
   assert len(results["rd"]) == len(rd)
+  assert results["data"]["num_train_images"] == 2
+  # Rate-matched rows: at each MSE model's rate, every loss; the MSE rows
+  # are the MSE models' own numbers.
+  matched = pd.read_csv(folder / "rate_matched.csv")
+  assert len(matched) == len(cfg.data) * len(cfg.max_bpp) * len(
+      cfg.distortions)
+  own = matched[matched.distortion == "mse"].merge(
+      rd[rd.distortion == "mse"], left_on=["data", "reference"],
+      right_on=["data", "max_bpp"], suffixes=("", "_rd"))
+  np.testing.assert_allclose(own.rate, own.bpp)
+  np.testing.assert_allclose(own.psnr, own.psnr_rd)
+
+
+def test_scarce_data_rate_matched_table_on_a_case_computed_by_hand():
+  """MSE models at 0.1 and 0.4 bpp; NLPD models at 0.05 and 0.2 bpp with
+  PSNR 12 and 16 dB. At 0.1 bpp (halfway in log-rate between 0.05 and 0.2)
+  the NLPD family reads 14 dB; 0.4 bpp is beyond its rates."""
+  from tfc_perception.experiments import scarce_data
+  def row(loss, bound, bpp, psnr):
+    return {"data": "natural", "distortion": loss, "max_bpp": bound,
+            "bpp": bpp, "psnr": psnr, "msssim": 0.5, "nlpd": 0.3}
+  rows = [row("mse", 0.25, 0.1, 15.0), row("mse", 0.5, 0.4, 18.0),
+          row("nlpd", 0.25, 0.05, 12.0), row("nlpd", 0.5, 0.2, 16.0)]
+  out = scarce_data.rate_matched_table(rows, ["natural"], ["mse", "nlpd"])
+  by = {(r["reference"], r["distortion"]): r for r in out}
+  assert by[(0.25, "mse")]["psnr"] == 15.0
+  m = by[(0.25, "nlpd")]
+  assert m["rate"] == 0.1 and m["psnr"] == pytest.approx(14.0)
+  assert (m["rate_lo"], m["rate_hi"]) == (0.05, 0.2)
+  assert (m["max_bpp_lo"], m["max_bpp_hi"]) == (0.25, 0.5)
+  assert not by[(0.5, "nlpd")]["matched"]
+  assert np.isnan(by[(0.5, "nlpd")]["psnr"])
 
 
 @pytest.mark.slow
 def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
-  # The per-channel NLPD (the grey-level default runs in scarce_data's test).
+  # Every variant of the tiny config is trained against one MSE member per
+  # seed and reported.
   runner.run_experiment("nlpd_vs_mse", "tiny", str(tmp_path),
-                        overrides={"images": kodak_like,
-                                   "nlpd_distortion": "nlpd_rgb"},
-                        verbose=False)
+                        overrides=_split(kodak_like), verbose=False)
   folder = tmp_path / "nlpd_vs_mse"
   results = _outputs(folder, ("curves.csv", "gain.csv",
                               "fig20_nlpd_vs_mse.png"))
@@ -264,18 +349,36 @@ def test_nlpd_vs_mse_tiny_end_to_end(tmp_path, kodak_like):
   steps = list(range(0, cfg.train.steps + 1, cfg.eval_every))
   assert sorted(set(curves.step)) == steps
   assert set(curves.seed) == set(cfg.seeds)
+  assert set(curves.nlpd_distortion) == set(cfg.nlpd_variants)
+  # One MSE member per seed: the same MSE curve against every variant.
+  mse = curves.pivot_table(index=["seed", "step"], columns="nlpd_distortion",
+                           values="test_mse_mse_model")
+  np.testing.assert_array_equal(mse["nlpd"], mse["nlpd_rgb"])
   # Same seed -> same initial weights: no gain before training.
   assert np.allclose(curves.loc[curves.step == 0, "gain"], 0.0)
   np.testing.assert_allclose(
       curves.gain, curves.test_mse_mse_model - curves.test_mse_nlpd_model)
   gain = pd.read_csv(folder / "gain.csv")
-  assert np.all(np.isfinite(gain[["mean_gain", "std_gain"]]))
+  assert len(gain) == len(steps) * len(cfg.nlpd_variants)
+  for v, g in gain.groupby("nlpd_distortion"):
+    last = curves[(curves.nlpd_distortion == v) & (curves.step == steps[-1])]
+    assert g.mean_gain.iloc[-1] == pytest.approx(last.gain.mean())
+    assert g.std_gain.iloc[-1] == pytest.approx(last.gain.std(ddof=1))
+    assert results["final_by_variant"][v]["mean_gain"] == pytest.approx(
+        last.gain.mean())
   assert results["final_step"] == steps[-1]
-  assert results["nlpd_distortion"] == "nlpd_rgb"
+  assert results["nlpd_distortion"] == cfg.nlpd_distortion
+  assert results["final_mean_gain"] == results["final_by_variant"][
+      cfg.nlpd_distortion]["mean_gain"]
   with pytest.raises(ValueError, match="nlpd_distortion"):
     runner.run_experiment("nlpd_vs_mse", "tiny", str(tmp_path / "bad"),
-                          overrides={"images": kodak_like,
-                                     "nlpd_distortion": "ssim"},
+                          overrides=dict(_split(kodak_like),
+                                         nlpd_distortion="ssim"),
+                          verbose=False)
+  with pytest.raises(ValueError, match="must include the primary"):
+    runner.run_experiment("nlpd_vs_mse", "tiny", str(tmp_path / "bad"),
+                          overrides=dict(_split(kodak_like),
+                                         nlpd_distortion="nlpd2017"),
                           verbose=False)
 
 

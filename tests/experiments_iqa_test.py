@@ -41,7 +41,7 @@ def tiny_run(tmp_path_factory, tid_root, kodak_like, cache_dir):
   output = tmp_path_factory.mktemp("iqa_tiny")
   out = runner.run_experiment("iqa", "tiny", str(output),
                               overrides={"root": tid_root,
-                                         "images": kodak_like},
+                                         "train_images": kodak_like},
                               cache_dir=cache_dir, verbose=False)
   return output, out
 
@@ -62,6 +62,10 @@ def test_iqa_tiny_end_to_end_on_a_tid2013_layout(tiny_run, tid_root,
   assert (folder / "fig3_srcc.png").read_bytes()[:4] == b"\x89PNG"
   res = _results(folder)
   assert res["models"] == "trained here"
+  # The fallback family trained on the folder given, not a substitute.
+  assert res["data"]["train_images"] == kodak_like
+  assert res["data"]["num_train_images"] == 3
+  assert res["data"]["substitute"] is False
   assert res["n_pairs"] == 30 and res["n_skipped_missing"] == 0
   assert sorted(res["rate_bpp"]) == MODELS
   assert all(r > 0 and np.isfinite(r) for r in res["rate_bpp"].values())
@@ -87,7 +91,7 @@ def test_iqa_tiny_end_to_end_on_a_tid2013_layout(tiny_run, tid_root,
   # A second run loads the models from the cache and gives the same numbers.
   again = runner.run_experiment("iqa", "tiny", str(output),
                                 overrides={"root": tid_root,
-                                           "images": kodak_like},
+                                           "train_images": kodak_like},
                                 cache_dir=cache_dir, verbose=False)
   assert [m["source"] for m in again["models"]] == ["cache"] * 4
   assert again["results"]["srcc"] == out["results"]["srcc"]
@@ -102,7 +106,7 @@ def test_iqa_on_the_shared_tid2013_sample_has_one_pair(tmp_path, kodak_like,
   del tiny_run  # It trained the models: this run, on another dataset and
   # with other distances, finds them under the same cache keys.
   out = runner.run_experiment("iqa", "tiny", str(tmp_path),
-                              overrides={"images": kodak_like,
+                              overrides={"train_images": kodak_like,
                                          "distances": ["psnr", "dr", "din",
                                                        "ds"]},
                               cache_dir=cache_dir, verbose=False)
@@ -147,5 +151,6 @@ def test_iqa_config_errors(tmp_path, tid_root, kodak_like):
   with pytest.raises(ValueError, match="models must be one of"):
     runner.run_experiment("iqa", "tiny", str(tmp_path),
                           overrides={"models": "downloaded",
-                                     "root": tid_root, "images": kodak_like},
+                                     "root": tid_root,
+                                     "train_images": kodak_like},
                           verbose=False)

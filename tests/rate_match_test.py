@@ -27,8 +27,8 @@ def test_interpolation_is_linear_in_log_rate_and_never_extrapolates():
 def test_bad_curves_are_refused():
   with pytest.raises(ValueError, match="> 0"):
     rate_match.interpolate([0.0, 0.1], [1, 2], 0.05)
-  with pytest.raises(ValueError, match="same rate"):
-    rate_match.interpolate([0.1, 0.1], [1, 2], 0.1)
+  # Two models at one rate are one point of the curve: their mean.
+  assert rate_match.interpolate([0.1, 0.1, 0.4], [1.0, 2.0, 3.0], 0.1) == 1.5
   with pytest.raises(ValueError, match="one length"):
     rate_match.interpolate([0.1, 0.2], [1], 0.1)
 

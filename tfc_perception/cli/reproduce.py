@@ -26,6 +26,13 @@ flags.DEFINE_multi_string("set", [], "Config override KEY=VALUE (dotted keys, "
                           "typed config), e.g. --set train.steps=500 or "
                           "--set lambdas=[1,2,4].")
 flags.DEFINE_bool("force", False, "Retrain models even if cached.")
+flags.DEFINE_bool("allow_substitute_data", False, "Let a config that expects "
+                  "the paper's data (the paper presets of the image "
+                  "experiments: OpenImages-like training images, CIFAR-10's "
+                  "python batches) run on the named substitute (Kodak "
+                  "kodim13-24, the JPEG CIFAR-10 test set) when that data is "
+                  "not given with --set; without it they refuse. Results say "
+                  "which data was used.")
 flags.DEFINE_bool("quiet", False, "Print only the final summary.")
 
 
@@ -58,7 +65,9 @@ def main(argv):
   out = runner.run_experiments(target, FLAGS.config, FLAGS.output,
                                overrides=overrides,
                                cache_dir=FLAGS.cache_dir, force=FLAGS.force,
-                               verbose=not FLAGS.quiet)
+                               verbose=not FLAGS.quiet,
+                               allow_substitute_data=(
+                                   FLAGS.allow_substitute_data))
   for r in out["experiments"]:
     t = r["timing"]
     print(f"{r['name']}: {r['wall_time_s']:.1f} s, {t['models_trained']} "

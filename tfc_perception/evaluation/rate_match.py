@@ -12,7 +12,9 @@ rates:
   log(rate) between the two models whose rates bracket it (the usual axis of
   rate-distortion comparisons, as in Bjøntegaard's BD-rate);
 - nothing is extrapolated: a rate outside a family's range gives NaN, and
-  the comparison says so.
+  the comparison says so;
+- models of one family that code at exactly the same rate are one point
+  of its curve, the mean of their values.
 
 Each matched value comes with the rates it was interpolated from
 (`bracket`), so a report can print the actual rates beside each number.
@@ -34,12 +36,11 @@ def _curve(rates, values, name: str = "curve") -> Tuple[np.ndarray, np.ndarray]:
   if not np.all(np.isfinite(r)) or np.any(r <= 0):
     raise ValueError(f"{name}: rates must be finite and > 0 (bits per pixel), "
                      f"got {r.tolist()}.")
-  order = np.argsort(r, kind="stable")
-  r, v = r[order], v[order]
-  if np.any(np.diff(r) == 0):
-    raise ValueError(f"{name}: two models at the same rate {r.tolist()}; "
-                     "a curve needs distinct rates.")
-  return r, v
+  # Models that code at exactly the same rate (e.g. undertrained ones, or
+  # the same number of bytes) are one point of the curve: their mean.
+  rates, inverse = np.unique(r, return_inverse=True)
+  means = np.bincount(inverse, weights=v) / np.bincount(inverse)
+  return rates, means
 
 
 def interpolate(rates: Sequence[float], values: Sequence[float],
@@ -47,7 +48,8 @@ def interpolate(rates: Sequence[float], values: Sequence[float],
   """A curve's values at target rates, linear in log(rate), not extrapolated.
 
   Args:
-    rates: the models' actual rates (> 0, distinct; any order).
+    rates: the models' actual rates (> 0, any order; models at one rate
+      count as one point, the mean of their values).
     values: one value per model (e.g. mean MSE, PSNR).
     targets: rate(s) at which to read the curve.
 
@@ -57,7 +59,7 @@ def interpolate(rates: Sequence[float], values: Sequence[float],
     value at its own rate only.
 
   Raises:
-    ValueError: empty or mismatched inputs, non-positive or repeated rates.
+    ValueError: empty or mismatched inputs, non-positive rates.
   """
   r, v = _curve(rates, values)
   t = np.asarray(targets, np.float64)
@@ -119,8 +121,10 @@ def match_to_reference(
           raise KeyError(f"family {family!r} has no {key!r} values.")
       labels = list(curve.get("label", range(len(curve["rate"]))))
       lo, hi = bracket(curve["rate"], rate)
-      by_rate = dict(zip(np.asarray(curve["rate"], np.float64).tolist(),
-                         labels))
+      by_rate = {}
+      for r, lab in zip(np.asarray(curve["rate"], np.float64).tolist(),
+                        labels):
+        by_rate.setdefault(r, lab)
       row = {"reference": label, "rate": float(rate), "family": family,
              "matched": bool(np.isfinite(lo)), "rate_lo": lo, "rate_hi": hi,
              "label_lo": by_rate.get(lo), "label_hi": by_rate.get(hi)}

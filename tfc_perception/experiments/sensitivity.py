@@ -1,11 +1,17 @@
 """Observation 1 (Sec. 3, Figs. 6-8): perceptual sensitivity follows log p(x).
 
 A PixelCNN++ density model (tfc_perception.models.pixelcnn) is trained by
-maximum likelihood on 32x32 natural images (by default the JPEG-compressed
-CIFAR-10 test set in ../shared/data/cifar10-test-jpeg, quality ~75, so NOT
-bit-identical to CIFAR-10; the paper used a PixelCNN++ trained on CIFAR-10
-itself). On held-out images x (disjoint from the training images) and for
-each σ in {1, 2, 5, 10, 20, 30, 40, 50} (0-255 scale):
+maximum likelihood on 32x32 natural images: CIFAR-10 from its official
+python batches when `images` names that folder (lossless; trained on
+data_batch_1-5, evaluated on test_batch, as in the paper), or a folder or
+glob of image files split into training and held-out images. The offline
+default of the quick config is a substitute, the JPEG-compressed CIFAR-10
+test set in ../shared/data/cifar10-test-jpeg (quality ~75, so NOT
+bit-identical to CIFAR-10); the paper preset refuses it unless
+allow_substitute_data is set, and results.json says which data was used
+(data, data_kind, data_note, substitute_data). On held-out images x
+(disjoint from the training images) and for each σ in {1, 2, 5, 10, 20, 30,
+40, 50} (0-255 scale):
 
   x' = clip(round(x + N(0, σ²)), 0, 255)     (stays an 8-bit image, so the
                                               discrete PixelCNN++ likelihood
@@ -30,8 +36,9 @@ MS-SSIM and NLPD use fewer scales/levels than their defaults so they fit
 
 import dataclasses
 import math
+import os
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -128,8 +135,14 @@ class Config(Checked):
   """The Obs. 1 experiment (see the module docstring).
 
   Attributes:
-    images: folder of the natural images ("shared:..." or a path).
-    data_note: what the images are (recorded in results.json).
+    images: the natural images: the CIFAR-10 python-batches folder
+      (cifar-10-batches-py, lossless, the paper's data: trained on
+      data_batch_1-5, evaluated on test_batch), or a folder / glob of image
+      files (split into training and held-out images); "shared:..."
+      resolves under the shared data folder. None: the paper's CIFAR-10
+      batches, not given; replaced by the JPEG copy of the test set
+      (`JPEG_SUBSTITUTE`) only where allow_substitute_data.
+    allow_substitute_data: see images (quick, tiny: yes; paper: refused).
     image_size: side of the modelled images (crops).
     split_seed, num_train, num_eval: the train / held-out split (num_train
       0: all the others).
@@ -141,8 +154,8 @@ class Config(Checked):
     eval_batch_size: images per log-likelihood batch.
     pixelcnn, train: the model and its training.
   """
-  images: str
-  data_note: str
+  images: Optional[str]
+  allow_substitute_data: bool
   image_size: int
   split_seed: int
   sigmas: Tuple[float, ...]
@@ -158,13 +171,14 @@ class Config(Checked):
   train: PixelCNNTrain
 
 
-def train_pixelcnn(train_files, eval_files, cfg: Config, log=print,
+def train_pixelcnn(train_data, eval_data, cfg: Config, log=print,
                    train_dir=None, progress=False):
   """Trains the Obs. 1 PixelCNN++ by maximum likelihood (the one trainer).
 
   Args:
-    train_files, eval_files: lists of 32x32 (or larger: center/random 32x32
-      crops) image files.
+    train_data, eval_data: lists of 32x32 (or larger: center/random 32x32
+      crops) image files, or uint8 image arrays [N, H, W, 3] (CIFAR-10
+      batches).
     cfg: the experiment config (pixelcnn, train, image_size).
     log: progress printer.
     train_dir: the trainer's directory (checkpoints, resume).
@@ -181,7 +195,7 @@ def train_pixelcnn(train_files, eval_files, cfg: Config, log=print,
   size = cfg.image_size
 
   def data(start):
-    return images.random_crops(train_files, size, tr.batch_size, tr.seed,
+    return images.random_crops(train_data, size, tr.batch_size, tr.seed,
                                start)
 
   def build():
@@ -199,7 +213,7 @@ def train_pixelcnn(train_files, eval_files, cfg: Config, log=print,
           lr_schedule="exponential", lr_floor=tr.lr_decay, seed=tr.seed,
           run_eagerly=tr.run_eagerly, train_dir=train_dir,
           progress=progress))
-  eval_ds = images.center_crops(eval_files, size, tr.batch_size)
+  eval_ds = images.center_crops(eval_data, size, tr.batch_size)
   heldout = result.model.evaluate(eval_ds, verbose=0, return_dict=True)
   result.final_metrics["heldout_bits_per_dim"] = float(
       heldout["bits_per_dim"])
@@ -236,12 +250,119 @@ def _distances(x, xn, cfg):
           rmse)
 
 
+# The paper's data: a PixelCNN++ trained on CIFAR-10's training set.
+CIFAR10_EXPECTED = ("CIFAR-10 as its official python batches "
+                    "(cifar-10-batches-py from cifar-10-python.tar.gz, "
+                    "https://www.cs.toronto.edu/~kriz/cifar.html)")
+# The offline stand-in: the 10,000 test images as JPEG files in ../shared.
+JPEG_SUBSTITUTE = "shared:cifar10-test-jpeg/test"
+JPEG_NOTE = ("JPEG-compressed CIFAR-10 test images (IJG quality ~75; lossy, "
+             "not bit-identical to CIFAR-10), split into disjoint training "
+             "and held-out sets; a substitute for the paper's PixelCNN++ "
+             "trained on CIFAR-10's training set.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """The images of one run (see `load_data`).
+
+  Attributes:
+    spec: the images config value used (after substitution).
+    kind: "cifar10-python-batches" or "image-files".
+    substitute: whether it replaces the paper's data.
+    train: training images (files, or a uint8 array).
+    num_train: their number.
+    eval: held-out images (files, or a uint8 array).
+    eval_names: a name per held-out image (file, or test_batch[i]).
+    eval_images: the held-out images, uint8 [N, size, size, 3].
+    description, note: what was used, in words (results.json).
+    train_sources, eval_sources: the files the training and held-out images
+      were read from (the batch files, or the image files), for the model's
+      cache key.
+  """
+  spec: str
+  kind: str
+  substitute: bool
+  train: Any
+  num_train: int
+  eval: Any
+  eval_names: List[str]
+  eval_images: np.ndarray
+  description: str
+  note: str
+  train_sources: List[str]
+  eval_sources: List[str]
+
+
+def load_data(ctx, cfg: Config) -> Data:
+  """The training and held-out images of Obs. 1.
+
+  CIFAR-10 python batches: training images from data_batch_1-5 (all, or a
+  seeded choice of num_train), num_eval held-out images from test_batch
+  (seeded choice, split_seed). Image files: a seeded split into disjoint
+  training and held-out sets (`_images.split_files`).
+
+  Raises:
+    ValueError: images None where substitution is not allowed (the paper
+      preset), or too few / too small images.
+  """
+  from tfc_perception.data import cifar10  # pylint: disable=g-import-not-at-top
+  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
+  size = cfg.image_size
+  spec, substitute = _images.paper_or_substitute(
+      ctx, cfg.images, "images", CIFAR10_EXPECTED, JPEG_SUBSTITUTE,
+      "the JPEG copy of the CIFAR-10 test set in ../shared",
+      cfg.allow_substitute_data)
+  path = _images.resolve_data(spec)
+  rng = lambda: np.random.default_rng(int(cfg.split_seed))  # noqa: E731
+  if cifar10.is_batches_folder(path):
+    train, _ = cifar10.load(path, "train")
+    test, _ = cifar10.load(path, "test")
+    if cfg.num_train:
+      train = train[np.sort(rng().permutation(len(train))[:cfg.num_train])]
+    if cfg.num_eval > len(test):
+      raise ValueError(f"num_eval {cfg.num_eval} exceeds the {len(test)} "
+                       "images of test_batch.")
+    held = np.sort(rng().permutation(len(test))[:cfg.num_eval])
+    if size > 32:
+      raise ValueError(f"image_size {size} exceeds CIFAR-10's 32 px.")
+    return Data(
+        spec, "cifar10-python-batches", substitute, train, len(train),
+        test[held], [f"test_batch[{i}]" for i in held],
+        np.ascontiguousarray(test[held][:, :size, :size]),
+        f"CIFAR-10 python batches at {path}: {len(train)} training images "
+        f"(data_batch_1-5), {len(held)} held-out images of test_batch",
+        "CIFAR-10 from its official python batches (lossless), as in the "
+        "paper: the PixelCNN++ is trained on the training batches and "
+        "evaluated on test images.",
+        [os.path.join(path, b) for b in cifar10.TRAIN_BATCHES],
+        [os.path.join(path, b) for b in cifar10.TEST_BATCHES])
+  files = images.list_images(path)
+  train_files, eval_files = _images.split_files(
+      files, int(cfg.num_eval), int(cfg.num_train), int(cfg.split_seed))
+  loaded = [(f, im) for f, im in zip(eval_files,
+                                    _images.load_images(eval_files))
+            if im.shape[0] >= size and im.shape[1] >= size]
+  if not loaded:
+    raise ValueError(f"no held-out image is at least {size}x{size} px.")
+  lossy = any(f.lower().endswith((".jpg", ".jpeg")) for f in files)
+  note = JPEG_NOTE if substitute else (
+      f"image files from {spec}{' (JPEG: lossy)' if lossy else ''}, split "
+      "into disjoint training and held-out sets; not the paper's CIFAR-10 "
+      "training set.")
+  return Data(
+      spec, "image-files", substitute, train_files, len(train_files),
+      eval_files, [f for f, _ in loaded],
+      np.stack([im[:size, :size] for _, im in loaded]),
+      f"{spec} ({len(train_files)} training, {len(loaded)} held-out images)",
+      note, list(train_files), list(eval_files))
+
+
 def run(ctx: runner.RunContext) -> Dict:
   """Runs Obs. 1 (see module docstring); returns the summary numbers."""
   from tfc_perception import distances  # pylint: disable=g-import-not-at-top
   from tfc_perception import models  # pylint: disable=g-import-not-at-top
   from tfc_perception import plotting  # pylint: disable=g-import-not-at-top
-  from tfc_perception.data import images  # pylint: disable=g-import-not-at-top
   cfg = ctx.config
   size = cfg.image_size
   sigmas = [float(s) for s in cfg.sigmas]
@@ -253,31 +374,24 @@ def run(ctx: runner.RunContext) -> Dict:
       distances.ms_ssim_max_scales(size), nlpd_num_levels=(
           cfg.nlpd_num_levels or distances.nlpd_max_levels(
               size, cfg.nlpd_variant)))
-  data = _images.resolve_data(cfg.images)
-  files = images.list_images(data)
-  train_files, eval_files = _images.split_files(
-      files, int(cfg.num_eval), int(cfg.num_train),
-      int(cfg.split_seed))
-  ctx.log(f"{len(train_files)} training / {len(eval_files)} held-out images "
-          f"from {data}")
+  data = load_data(ctx, cfg)
+  ctx.log(f"{data.num_train} training / {len(data.eval_names)} held-out "
+          f"images: {data.description}")
 
   key = {"kind": "pixelcnn", "pixelcnn": dataclasses.asdict(cfg.pixelcnn),
          "train": dataclasses.asdict(cfg.train), "image_size": size,
-         "train_files": ctx.files_key(train_files),
-         "eval_files": ctx.files_key(eval_files)}
+         "images": data.spec, "data_kind": data.kind,
+         "num_train": cfg.num_train, "split_seed": cfg.split_seed,
+         "num_eval": cfg.num_eval,
+         "train_files": ctx.files_key(data.train_sources),
+         "eval_files": ctx.files_key(data.eval_sources)}
   model = ctx.cached_model(
       key, lambda train_dir: train_pixelcnn(
-          train_files, eval_files, cfg, ctx.log, train_dir, ctx.verbose),
+          data.train, data.eval, cfg, ctx.log, train_dir, ctx.verbose),
       save_fn=models.save_density_model, load_fn=models.load_density_model,
       label="pixelcnn")
 
-  loaded = [(f, im) for f, im in zip(eval_files,
-                                    _images.load_images(eval_files))
-            if im.shape[0] >= size and im.shape[1] >= size]
-  if not loaded:
-    raise ValueError(f"no held-out image is at least {size}x{size} px.")
-  eval_files = [f for f, _ in loaded]
-  x = np.stack([im[:size, :size] for _, im in loaded])
+  eval_files, x = data.eval_names, data.eval_images
   t0 = time.perf_counter()
   bs = min(int(cfg.eval_batch_size), len(x))
   eager = cfg.train.run_eagerly
@@ -312,9 +426,10 @@ def run(ctx: runner.RunContext) -> Dict:
   _figure8(ctx, plotting, log_p_x, rows, sigmas)
 
   results = {
-      "data": (f"{cfg.images} ({len(train_files)} training, {len(x)} "
-               "held-out images)"),
-      "data_note": cfg.data_note,
+      "data": data.description,
+      "data_kind": data.kind,
+      "data_note": data.note,
+      "substitute_data": data.substitute,
       "heldout_bits_per_dim": heldout_bpd,
       "msssim_num_scales": int(cfg.msssim_num_scales),
       "nlpd_num_levels": int(cfg.nlpd_num_levels),
@@ -431,13 +546,8 @@ def _figure8(ctx, plotting, log_p_x, rows, sigmas):
       table="logp_summary.csv")
 
 
-_DATA_NOTE = ("JPEG-compressed CIFAR-10 test images (IJG quality ~75; lossy, "
-              "not bit-identical to CIFAR-10), split into disjoint training "
-              "and held-out sets; the paper used a PixelCNN++ trained on "
-              "CIFAR-10's training set.")
-
 _COMMON = dict(
-    images="shared:cifar10-test-jpeg/test", data_note=_DATA_NOTE,
+    images=None,
     image_size=32, split_seed=0, sigmas=SIGMAS, scatter_sigmas=(1, 50),
     noise_seed=1,
     msssim_num_scales=None,   # None: the most that fit (2 for 32x32).
@@ -446,7 +556,7 @@ _COMMON = dict(
 
 CONFIGS = {
     "tiny": Config(**dict(
-        _COMMON, num_train=48, num_eval=12, sigmas=(1, 10, 50),
+        _COMMON, allow_substitute_data=True, num_train=48, num_eval=12, sigmas=(1, 10, 50),
         pixelcnn=PixelCNNArch(num_resnet=1, num_hierarchies=2, num_filters=8,
                               num_logistic_mix=2, dropout_p=0.0,
                               use_weight_norm=False),
@@ -454,7 +564,7 @@ CONFIGS = {
                             lr_decay=1.0, epochs=1, seed=0,
                             run_eagerly=True))),
     "quick": Config(**dict(
-        _COMMON, num_train=0, num_eval=500,
+        _COMMON, allow_substitute_data=True, num_train=0, num_eval=500,
         pixelcnn=PixelCNNArch(num_resnet=1, num_hierarchies=2,
                               num_filters=32, num_logistic_mix=5,
                               dropout_p=0.0),
@@ -462,7 +572,7 @@ CONFIGS = {
                             lr_decay=0.3, epochs=4, seed=0,
                             run_eagerly=False))),
     "paper": Config(**dict(
-        _COMMON, num_train=0, num_eval=1000,
+        _COMMON, allow_substitute_data=False, num_train=0, num_eval=1000,
         # tfp's defaults = the CIFAR-10 model of Salimans et al. (2017).
         pixelcnn=PixelCNNArch(num_resnet=5, num_hierarchies=3,
                               num_filters=160, num_logistic_mix=10,
