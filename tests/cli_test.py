@@ -316,3 +316,22 @@ def test_tensorflow_is_quiet_unless_verbose(tmp_path):
   # A level the user chose is respected.
   own = _bin(*args, TF_CPP_MIN_LOG_LEVEL="0")
   assert "tensorflow/" in own.stderr
+
+
+def test_keras_builds_functional_models_under_the_tools():
+  """A tool's main builds Keras functional models with KerasTensors, as in
+  plain Python: with TensorFlow first imported after absl's app.run set up,
+  tf.keras.Input gave graph placeholders, and tfp's weight-normed PixelCNN++
+  (bin/reproduce sensitivity --config quick) failed to build."""
+  code = (
+      "import sys\n"
+      "from tfc_perception import cli\n"
+      "import tfc_perception.cli.reproduce as tool\n"
+      "def main(argv):\n"
+      "  import tensorflow as tf\n"
+      "  print('INPUT', type(tf.keras.layers.Input((4, 4, 3))).__name__)\n"
+      "tool.main = main\n"
+      "cli.run_tool('reproduce', ['bin/reproduce', 'x'], 'bin/reproduce')\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, env=_env(), timeout=300, cwd=REPO_ROOT)
+  assert "INPUT KerasTensor" in out.stdout, out.stdout + out.stderr[-2000:]

@@ -33,6 +33,7 @@ What every tool does the same way:
 """
 
 import dataclasses
+import faulthandler
 import importlib
 import logging
 import os
@@ -422,5 +423,16 @@ def _run_tool(tool_name: str, argv: Optional[Sequence[str]] = None,
                if missing else _message(e))
     _fail(f"{message} (see {prog} --help)", 2)
   _quiet_logging(flags.FLAGS.verbose)
-  app.run(main_of(module.main, prog), argv=[prog] + args,
-          flags_parser=lambda _: remaining)
+  # main runs as it would from Python, not under absl's app.run (the flags
+  # are parsed above). TensorFlow, first imported inside main, registers
+  # absl init callbacks at import (tensorflow/python/distribute/
+  # combinations.py); after app.run's initialisation they run at once,
+  # mid-import, and create TensorFlow's eager context before eager
+  # execution is on. Keras then builds functional models on graph
+  # placeholders, and layers whose call is a tf.function (tfp's weight norm
+  # in the PixelCNN++ of bin/reproduce sensitivity) fail on them.
+  try:  # Tracebacks on fatal signals, as app.run gave them.
+    faulthandler.enable()
+  except (AttributeError, ValueError):  # stderr is not a file (captured).
+    pass
+  sys.exit(main_of(module.main, prog)(remaining))
